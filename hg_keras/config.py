@@ -1,0 +1,207 @@
+"""Run configuration: the schema, the model sizes and the training settings.
+
+A config is one YAML file with three sections, ``schema``, ``model`` and
+``training``; a file may start with ``extends: other.yaml`` and override only
+what differs (``configs/quick.yaml`` extends ``configs/art4hiv.yaml``). The
+defaults are Health Gym v1's values (Kuo et al., Sci. Data 2022,
+doi:10.1038/s41597-022-01784-7). A run saves the exact config it used beside
+its model.
+"""
+
+import dataclasses
+import importlib.resources
+from pathlib import Path
+
+from hg_keras.data.schema import Schema
+from hg_keras.errors import InputError
+from hg_keras.files import check_keys, read_yaml, write_yaml
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Generator and critic sizes.
+
+    Args:
+        latent_dim: int, noise features per time step (v1: 128).
+        latent_distribution: str, ``uniform`` (v1's U[0, 1)) or ``normal``.
+        hidden_units: int, LSTM and dense width (v1: 128).
+        align_backward: bool, flip the generator's backward LSTM stream back
+            into time order before concatenation (v1 did not: False).
+        static_head: str, ``pooled`` makes static attributes one value per
+            patient; ``v1`` lets them vary month to month as v1 did.
+    """
+
+    latent_dim: int = 128
+    latent_distribution: str = "uniform"
+    hidden_units: int = 128
+    align_backward: bool = True
+    static_head: str = "pooled"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """WGAN-GP training settings (v1 values).
+
+    Args:
+        patients: int or None, how many patients to train on (None: all).
+        batch_size: int, sequences per batch (v1: 256, remainder dropped).
+        epochs: int, passes over the whole curriculum.
+        curriculum: tuple of int, prefix lengths walked in every epoch.
+        critic_steps: int, critic updates per generator update (v1: 5).
+        gradient_penalty_weight: float, lambda of the gradient penalty (v1: 10).
+        correlation_weight: float, weight of the correlation alignment (v1: 10).
+        learning_rate, beta_1, beta_2: Adam settings for both networks.
+        seed: int, seeds data order, noise and initial weights.
+    """
+
+    patients: int | None = None
+    batch_size: int = 256
+    epochs: int = 200
+    curriculum: tuple = (10, 20, 30, 40, 50, 60)
+    critic_steps: int = 5
+    gradient_penalty_weight: float = 10.0
+    correlation_weight: float = 10.0
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs to be repeated."""
+
+    schema: Schema
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    def replace_training(self, **changes):
+        """Returns a copy with training fields changed (None values ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
+
+    def to_dict(self):
+        training = dataclasses.asdict(self.training)
+        training["curriculum"] = list(training["curriculum"])
+        return {
+            "schema": self.schema.to_dict(),
+            "model": dataclasses.asdict(self.model),
+            "training": training,
+        }
+
+    @classmethod
+    def from_dict(cls, data, where="config"):
+        check_keys(data, {"schema", "model", "training"}, where)
+        if "schema" not in data:
+            raise InputError(f"{where}: missing section 'schema'")
+        schema = Schema.from_dict(data["schema"], f"{where}: schema")
+        model = _section(ModelConfig, data.get("model") or {}, f"{where}: model")
+        training = _section(TrainingConfig, data.get("training") or {}, f"{where}: training")
+        _validate(model, training, where)
+        return cls(schema=schema, model=model, training=training)
+
+
+def _section(kind, values, where):
+    if not isinstance(values, dict):
+        raise InputError(f"{where}: expected a mapping")
+    fields = {field.name: field for field in dataclasses.fields(kind)}
+    check_keys(values, set(fields), where)
+    values = dict(values)
+    for name, value in values.items():
+        default = fields[name].default
+        if name == "curriculum":
+            if not isinstance(value, list) or not value:
+                raise InputError(f"{where}: curriculum must be a non-empty list of lengths")
+            values[name] = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: {name} must be true or false, got '{value}'")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"{where}: {name} must be a number, got '{value}'")
+            values[name] = float(value)
+        elif isinstance(default, int) or name == "patients":
+            if value is None and name == "patients":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{where}: {name} must be an integer, got '{value}'")
+    return kind(**values)
+
+
+def _validate(model, training, where):
+    positive = {
+        "model.latent_dim": model.latent_dim,
+        "model.hidden_units": model.hidden_units,
+        "training.batch_size": training.batch_size,
+        "training.epochs": training.epochs,
+        "training.critic_steps": training.critic_steps,
+        "training.learning_rate": training.learning_rate,
+    }
+    if training.patients is not None:
+        positive["training.patients"] = training.patients
+    for name, value in positive.items():
+        if value <= 0:
+            raise InputError(f"{where}: {name} must be positive, got {value}")
+    if model.latent_distribution not in ("uniform", "normal"):
+        raise InputError(
+            f"{where}: model.latent_distribution must be uniform or normal, "
+            f"got '{model.latent_distribution}'"
+        )
+    if model.static_head not in ("pooled", "v1"):
+        raise InputError(
+            f"{where}: model.static_head must be pooled or v1, got '{model.static_head}'"
+        )
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in training.curriculum):
+        raise InputError(f"{where}: training.curriculum must hold positive integers")
+    if list(training.curriculum) != sorted(set(training.curriculum)):
+        raise InputError(f"{where}: training.curriculum must be strictly increasing")
+
+
+def builtin_config_path(name):
+    """Path of a config shipped with the package (``art4hiv``, ``quick``)."""
+    try:
+        folder = Path(str(importlib.resources.files("hg_keras.configs")))
+    except ModuleNotFoundError:
+        # Editable installs and plain checkouts: configs/ sits beside the package.
+        folder = Path(__file__).resolve().parents[1] / "configs"
+    return folder / f"{name}.yaml"
+
+
+def load_config(path):
+    """Loads a config file, following ``extends`` chains.
+
+    Args:
+        path: str or Path of a YAML file, or the name of a shipped config.
+
+    Raises:
+        InputError: broken YAML, unknown keys (with a suggestion) or bad values.
+    """
+    path = Path(path)
+    if not path.suffix and not path.exists():
+        path = builtin_config_path(str(path))
+    return Config.from_dict(_resolve(path, seen=()), where=str(path))
+
+
+def _resolve(path, seen):
+    if path.resolve() in seen:
+        raise InputError(f"{path}: 'extends' loops back to itself")
+    data = read_yaml(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    merged = _resolve(path.parent / base, seen + (path.resolve(),))
+    for section, values in data.items():
+        if (
+            isinstance(values, dict)
+            and isinstance(merged.get(section), dict)
+            and section != "schema"
+        ):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
+def save_config(config, path):
+    """Writes the full, resolved config (no ``extends``) atomically."""
+    write_yaml(path, config.to_dict())

@@ -1,0 +1,175 @@
+"""Loading a long-format cohort and checking it against its schema.
+
+Every problem is reported as one :class:`InputError` that names the file,
+column, row (1-based data row) and value, and what was expected. Rows are
+sorted by (patient, time) when they are not already.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hg_keras.data.transforms import BOXCOX_EPS
+from hg_keras.errors import InputError
+
+READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+
+
+def load_cohort(path=None, schema=None, *, patients=None, seed=0):
+    """Loads a cohort table, or simulates the embedded ART-for-HIV cohort.
+
+    Args:
+        path: str or Path of a CSV or Parquet file; None simulates the
+            embedded stand-in cohort (see :mod:`hg_keras.data.simulate`).
+        schema: :class:`Schema`; required with `path`. Defaults to the
+            ART-for-HIV schema for the embedded cohort.
+        patients: int, number of patients to simulate (embedded cohort only;
+            default 8,916).
+        seed: int, simulation seed (embedded cohort only).
+
+    Returns:
+        DataFrame sorted by (patient, time), columns in schema order.
+
+    Raises:
+        InputError: naming the file, column, row and value at fault.
+    """
+    if path is None:
+        from hg_keras.data.simulate import simulate_art4hiv
+
+        return simulate_art4hiv(patients=8916 if patients is None else patients, seed=seed)
+    if schema is None:
+        raise ValueError("load_cohort(path) needs the schema describing the file")
+    return validate_cohort(read_table(path), schema, source=str(path))
+
+
+def read_table(path):
+    """Reads a CSV or Parquet file into a DataFrame with one clear error on failure."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise InputError(
+            f"{path}: unsupported file type '{path.suffix}' (expected .csv or .parquet)"
+        )
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a .csv or .parquet file")
+    try:
+        frame = reader(path)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file, expected a header and at least one row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: cannot parse as {path.suffix[1:]} ({first})") from None
+    if frame.empty:
+        raise InputError(f"{path}: empty file, expected at least one data row")
+    return frame
+
+
+def validate_cohort(frame, schema, source="cohort"):
+    """Checks columns, codes, numbers and keys; returns a sorted copy.
+
+    Args:
+        frame: DataFrame, one row per patient per time step.
+        schema: :class:`Schema`.
+        source: str, the file name used in messages.
+    """
+    frame = frame.reset_index(drop=True)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    expected = list(schema.columns)
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {_quote(missing)} expected by the schema")
+    extra = [c for c in frame.columns if c not in expected]
+    if extra:
+        raise InputError(
+            f"{source}: unexpected column(s) {_quote(extra)}; the schema lists {_quote(expected)}"
+        )
+    for key in (schema.id, schema.time):
+        frame[key] = _integers(frame[key], source, key)
+    for variable in schema.variables:
+        column = _numbers(frame[variable.name], source, variable.name)
+        _check_missing(column, variable, source)
+        if variable.is_numeric:
+            if variable.transform == "boxcox":
+                bad = np.flatnonzero(column.to_numpy() <= -BOXCOX_EPS)
+                if bad.size:
+                    raise InputError(
+                        f"{source}: column '{variable.name}' row {bad[0] + 1}: value "
+                        f"{float(column.iloc[bad[0]])} cannot be Box-Cox transformed "
+                        "(expected a value >= 0)"
+                    )
+        else:
+            observed = column.dropna()
+            bad = ~observed.isin(variable.codes)
+            if bad.any():
+                row = observed.index[np.argmax(bad.to_numpy())]
+                codes = ", ".join(map(str, variable.codes))
+                raise InputError(
+                    f"{source}: column '{variable.name}' row {row + 1}: unknown code "
+                    f"{_code(observed[row])} (expected one of {codes})"
+                )
+            if not column.isna().any():
+                column = column.astype(np.int64)
+        frame[variable.name] = column
+    duplicated = frame.duplicated([schema.id, schema.time], keep=False)
+    if duplicated.any():
+        rows = np.flatnonzero(duplicated.to_numpy())[:2] + 1
+        patient, step = frame[schema.id].iloc[rows[0] - 1], frame[schema.time].iloc[rows[0] - 1]
+        raise InputError(
+            f"{source}: duplicate rows for {schema.id}={patient}, "
+            f"{schema.time}={step} (rows {rows[0]} and {rows[1]}); "
+            "expected one row per patient per time step"
+        )
+    frame = frame.sort_values([schema.id, schema.time], kind="stable")
+    return frame[expected].reset_index(drop=True)
+
+
+def _quote(names):
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _code(value):
+    return int(value) if float(value).is_integer() else value
+
+
+def _numbers(column, source, name):
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = numbers.isna() & column.notna()
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        raise InputError(
+            f"{source}: column '{name}' row {row + 1}: value {column.iloc[row]!r} is not a number"
+        )
+    infinite = np.isinf(numbers.to_numpy(dtype=np.float64))
+    if infinite.any():
+        row = int(np.argmax(infinite))
+        raise InputError(f"{source}: column '{name}' row {row + 1}: value is infinite")
+    return numbers.astype(np.float64)
+
+
+def _integers(column, source, name):
+    numbers = _numbers(column, source, name)
+    if numbers.isna().any():
+        row = int(np.argmax(numbers.isna().to_numpy()))
+        raise InputError(
+            f"{source}: column '{name}' row {row + 1}: missing value, expected an integer"
+        )
+    fractional = numbers != np.round(numbers)
+    if fractional.any():
+        row = int(np.argmax(fractional.to_numpy()))
+        raise InputError(
+            f"{source}: column '{name}' row {row + 1}: value {float(numbers.iloc[row])} "
+            "is not an integer"
+        )
+    return numbers.astype(np.int64)
+
+
+def _check_missing(column, variable, source):
+    if variable.missing == "error" and column.isna().any():
+        row = int(np.argmax(column.isna().to_numpy()))
+        raise InputError(
+            f"{source}: column '{variable.name}' row {row + 1}: missing value "
+            "(the schema says missing: error; use missing: allow to keep NaN)"
+        )

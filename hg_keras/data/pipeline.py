@@ -1,0 +1,85 @@
+"""tf.data pipelines for the curriculum, and the correlation target.
+
+Health Gym v1 trains every epoch on the first L months of every patient for
+L = 10, 20, ..., 60 in turn, each length in shuffled batches of 256 with the
+remainder dropped. Batches of one epoch therefore have different time
+lengths; the dataset's time axis is `None` so the train step traces once.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from hg_keras.errors import InputError
+from hg_keras.losses import pooled_correlation
+
+
+def check_curriculum(encoded, curriculum, batch_size):
+    """Raises InputError when the cohort cannot feed the curriculum."""
+    patients, steps = encoded.shape[0], encoded.shape[1]
+    if max(curriculum) > steps:
+        raise InputError(
+            f"patients have {steps} time steps but the curriculum needs {max(curriculum)}; "
+            "shorten training.curriculum"
+        )
+    if patients < batch_size:
+        raise InputError(
+            f"{patients} patients cannot fill one batch of {batch_size}; "
+            "lower training.batch_size or train on more patients"
+        )
+
+
+def steps_per_epoch(patients, curriculum, batch_size):
+    """Batches in one epoch: every curriculum length, remainder dropped."""
+    return len(curriculum) * (patients // batch_size)
+
+
+def curriculum_dataset(encoded, curriculum, batch_size, seed, first_epoch=0):
+    """Batches of one curriculum epoch per iteration, reshuffled every epoch.
+
+    The order of epoch `e` depends only on `(seed, e)`, so a run resumed at
+    epoch `e` sees the same batches as an uninterrupted one. Each new
+    iteration of the dataset (Keras starts one per epoch) is the next epoch.
+
+    Args:
+        encoded: float32 array `(patients, time, features)`.
+        curriculum: sequence of prefix lengths, walked in order every epoch.
+        batch_size: int; the remainder of each length is dropped.
+        seed: int.
+        first_epoch: int, epoch index of the first iteration.
+
+    Returns:
+        ``tf.data.Dataset`` of `(batch_size, L, features)` float32 tensors.
+    """
+    encoded = np.ascontiguousarray(encoded, dtype=np.float32)
+    check_curriculum(encoded, curriculum, batch_size)
+    patients, features = encoded.shape[0], encoded.shape[2]
+    per_length = patients // batch_size
+    epoch = iter(range(first_epoch, 2**62))
+
+    def batches():
+        rng = np.random.default_rng([seed, next(epoch)])
+        for length in curriculum:
+            order = rng.permutation(patients)
+            for k in range(per_length):
+                yield encoded[order[k * batch_size : (k + 1) * batch_size], :length]
+
+    dataset = tf.data.Dataset.from_generator(
+        batches,
+        output_signature=tf.TensorSpec((batch_size, None, features), tf.float32),
+    )
+    steps = steps_per_epoch(patients, curriculum, batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+
+def correlation_target(encoded, steps=None):
+    """Pearson matrix of the encoded features pooled over patients and time.
+
+    The same clamped formula as the generator loss
+    (:func:`hg_keras.losses.pooled_correlation`), computed in float64.
+
+    Args:
+        encoded: array `(patients, time, features)`.
+        steps: int, only the first `steps` months (default: all).
+    """
+    rows = tf.constant(np.asarray(encoded[:, :steps], dtype=np.float64))
+    return pooled_correlation(rows).numpy().astype(np.float32)

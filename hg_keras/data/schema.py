@@ -1,0 +1,206 @@
+"""Declarative description of a long-format cohort.
+
+A cohort is a table with one row per patient per time step. The schema names
+the patient-id and time-step columns and describes every other column: its
+kind (``numeric``, ``binary`` or ``categorical``), the codes and labels of a
+discrete column, whether it is a per-patient (static) attribute, and the
+transform of a numeric column. Any cohort of that shape is described in YAML,
+with no code change::
+
+    id: PatientID
+    time: Timestep
+    variables:
+      - {name: VL, kind: numeric, transform: boxcox}
+      - {name: Gender, kind: binary, static: true, levels: {1: Male, 2: Female}}
+"""
+
+import dataclasses
+
+from hg_keras.errors import InputError
+from hg_keras.files import check_keys
+
+KINDS = ("numeric", "binary", "categorical")
+TRANSFORMS = ("boxcox", "minmax")
+MISSING = ("error", "allow")
+
+# Health Gym's embedding-size policy for the critic's soft embedding.
+DEFAULT_EMBEDDING_SIZE = {"binary": 2, "categorical": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """One modelled column.
+
+    Args:
+        name: str, the column name in the cohort table.
+        kind: str, one of ``numeric``, ``binary``, ``categorical``.
+        levels: tuple of (code, label) pairs for discrete kinds, in the
+            order of their one-hot columns; empty for numerics.
+        static: bool, True for a per-patient attribute (constant over time).
+        transform: str, ``boxcox`` (Box-Cox then min-max) or ``minmax``; numerics only.
+        missing: str, ``error`` (a missing value is an input error) or
+            ``allow`` (NaN passes through the transforms).
+        embedding_size: int, width of the critic's soft embedding of a
+            discrete block (Health Gym: 2 for binary, 4 for categorical).
+    """
+
+    name: str
+    kind: str
+    levels: tuple = ()
+    static: bool = False
+    transform: str = "boxcox"
+    missing: str = "error"
+    embedding_size: int = 0
+
+    @property
+    def is_numeric(self):
+        return self.kind == "numeric"
+
+    @property
+    def codes(self):
+        return tuple(code for code, _ in self.levels)
+
+    @property
+    def labels(self):
+        return tuple(label for _, label in self.levels)
+
+    @property
+    def width(self):
+        """Columns this variable takes in the encoded matrix."""
+        return 1 if self.is_numeric else len(self.levels)
+
+    def to_dict(self):
+        out = {"name": self.name, "kind": self.kind}
+        if self.is_numeric:
+            out["transform"] = self.transform
+        else:
+            out["levels"] = {code: label for code, label in self.levels}
+            if self.embedding_size != DEFAULT_EMBEDDING_SIZE[self.kind]:
+                out["embedding_size"] = self.embedding_size
+        if self.static:
+            out["static"] = True
+        if self.missing != "error":
+            out["missing"] = self.missing
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """The columns of a long-format cohort.
+
+    Args:
+        id: str, the patient-id column.
+        time: str, the time-step column.
+        variables: tuple of :class:`Variable`, in table order.
+    """
+
+    id: str
+    time: str
+    variables: tuple
+
+    @property
+    def names(self):
+        return tuple(v.name for v in self.variables)
+
+    @property
+    def columns(self):
+        """Every column of the table, modelled ones first, then id and time."""
+        return self.names + (self.id, self.time)
+
+    def variable(self, name):
+        for variable in self.variables:
+            if variable.name == name:
+                return variable
+        raise KeyError(name)
+
+    def to_dict(self):
+        return {
+            "id": self.id,
+            "time": self.time,
+            "variables": [v.to_dict() for v in self.variables],
+        }
+
+    @classmethod
+    def from_dict(cls, data, where="schema"):
+        """Builds a schema from a parsed YAML mapping, validating every field.
+
+        Raises:
+            InputError: naming the offending variable and key.
+        """
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: expected a mapping with id, time and variables")
+        check_keys(data, {"id", "time", "variables"}, where)
+        for key in ("id", "time", "variables"):
+            if key not in data:
+                raise InputError(f"{where}: missing key '{key}'")
+        entries = data["variables"]
+        if not isinstance(entries, list) or not entries:
+            raise InputError(f"{where}: 'variables' must be a non-empty list")
+        variables = tuple(
+            _variable_from_dict(entry, f"{where}: variables[{index}]")
+            for index, entry in enumerate(entries)
+        )
+        names = [v.name for v in variables] + [str(data["id"]), str(data["time"])]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InputError(f"{where}: column '{duplicates[0]}' is listed twice")
+        return cls(id=str(data["id"]), time=str(data["time"]), variables=variables)
+
+
+def _variable_from_dict(entry, where):
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected a mapping with name and kind")
+    allowed = {"name", "kind", "levels", "static", "transform", "missing", "embedding_size"}
+    check_keys(entry, allowed, where)
+    if "name" not in entry or "kind" not in entry:
+        raise InputError(f"{where}: every variable needs 'name' and 'kind'")
+    name = str(entry["name"])
+    where = f"{where} ('{name}')"
+    kind = entry["kind"]
+    if kind not in KINDS:
+        raise InputError(f"{where}: kind '{kind}' is not one of {', '.join(KINDS)}")
+    missing = entry.get("missing", "error")
+    if missing not in MISSING:
+        raise InputError(f"{where}: missing '{missing}' is not one of {', '.join(MISSING)}")
+    static = entry.get("static", False)
+    if not isinstance(static, bool):
+        raise InputError(f"{where}: static must be true or false, got '{static}'")
+    if kind == "numeric":
+        if "levels" in entry:
+            raise InputError(f"{where}: a numeric variable takes no 'levels'")
+        transform = entry.get("transform", "boxcox")
+        if transform not in TRANSFORMS:
+            raise InputError(
+                f"{where}: transform '{transform}' is not one of {', '.join(TRANSFORMS)}"
+            )
+        return Variable(name=name, kind=kind, static=static, transform=transform, missing=missing)
+    if "transform" in entry:
+        raise InputError(f"{where}: a {kind} variable takes no 'transform'")
+    levels = entry.get("levels")
+    if not isinstance(levels, dict) or not levels:
+        raise InputError(f"{where}: a {kind} variable needs 'levels' as a mapping code: label")
+    for code in levels:
+        # JSON (transforms.json) turns integer keys into strings; accept those.
+        if isinstance(code, bool) or not (
+            isinstance(code, int) or (isinstance(code, str) and code.lstrip("-").isdigit())
+        ):
+            raise InputError(f"{where}: level code '{code}' must be an integer")
+    if kind == "binary" and len(levels) != 2:
+        raise InputError(f"{where}: a binary variable needs exactly 2 levels, got {len(levels)}")
+    embedding_size = entry.get("embedding_size", DEFAULT_EMBEDDING_SIZE[kind])
+    if (
+        isinstance(embedding_size, bool)
+        or not isinstance(embedding_size, int)
+        or embedding_size < 1
+    ):
+        raise InputError(
+            f"{where}: embedding_size must be a positive integer, got {embedding_size}"
+        )
+    return Variable(
+        name=name,
+        kind=kind,
+        levels=tuple((int(code), str(label)) for code, label in levels.items()),
+        static=static,
+        missing=missing,
+        embedding_size=embedding_size,
+    )

@@ -1,0 +1,293 @@
+"""Encoding a cohort into model tensors and decoding it back.
+
+Numerics: Box-Cox with the maximum-likelihood lambda on ``x + eps`` (scipy),
+then min-max to [0, 1]; or min-max alone. Discrete columns: one-hot blocks in
+the schema's level order. The encoded matrix puts the numeric block first and
+then the discrete blocks in schema order, as Health Gym v1 lays them out; the
+:class:`FeatureLayout` says which columns belong to which variable.
+
+Everything is fitted on training data only, saved as JSON beside a model and
+inverted exactly: [0, 1] values back to clinical units, probability blocks
+back to codes by argmax.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import scipy.special
+import scipy.stats
+
+from hg_keras.data.schema import Schema
+from hg_keras.errors import InputError
+from hg_keras.files import atomic_write
+
+# Box-Cox needs positive input; v1 shifts every value by this much.
+BOXCOX_EPS = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """Columns ``[start, end)`` of the encoded matrix that hold one variable."""
+
+    name: str
+    kind: str
+    start: int
+    end: int
+    static: bool
+    embedding_size: int
+
+
+class FeatureLayout:
+    """Which encoded columns hold which variable: numerics first, then discrete blocks.
+
+    Args:
+        schema: :class:`Schema`.
+    """
+
+    def __init__(self, schema):
+        numeric = [v for v in schema.variables if v.is_numeric]
+        discrete = [v for v in schema.variables if not v.is_numeric]
+        blocks, start = [], 0
+        for variable in numeric + discrete:
+            end = start + variable.width
+            blocks.append(
+                Block(
+                    variable.name,
+                    variable.kind,
+                    start,
+                    end,
+                    variable.static,
+                    1 if variable.is_numeric else variable.embedding_size,
+                )
+            )
+            start = end
+        self.blocks = tuple(blocks)
+        self.width = start
+        self.numeric_width = len(numeric)
+
+    @property
+    def numeric_blocks(self):
+        return tuple(b for b in self.blocks if b.kind == "numeric")
+
+    @property
+    def discrete_blocks(self):
+        return tuple(b for b in self.blocks if b.kind != "numeric")
+
+    @property
+    def static_columns(self):
+        """Encoded column indices of static variables."""
+        return tuple(i for b in self.blocks if b.static for i in range(b.start, b.end))
+
+    def spec(self):
+        """The layout as plain values, for layer configs: width, numeric width,
+        discrete blocks as `[start, end, embedding_size]` and static columns."""
+        return {
+            "width": self.width,
+            "numeric_width": self.numeric_width,
+            "blocks": [[b.start, b.end, b.embedding_size] for b in self.discrete_blocks],
+            "static_columns": list(self.static_columns),
+        }
+
+    def block(self, name):
+        for block in self.blocks:
+            if block.name == name:
+                return block
+        raise KeyError(name)
+
+    def column_names(self):
+        """Encoded column names: ``VL``, ``Gender_0``, ``Gender_1``, ..."""
+        names = []
+        for block in self.blocks:
+            if block.kind == "numeric":
+                names.append(block.name)
+            else:
+                names.extend(f"{block.name}_{k}" for k in range(block.end - block.start))
+        return names
+
+
+class CohortTransformer:
+    """Fits, applies and inverts the cohort encoding.
+
+    Args:
+        schema: :class:`Schema` of the cohort.
+        numeric_params: dict name -> {"lambda", "min", "range"}; set by :meth:`fit`.
+
+    Example:
+        >>> transformer = CohortTransformer(schema).fit(train_frame)
+        >>> x = transformer.encode(train_frame)   # (patients, time, features)
+        >>> frame = transformer.decode(x)         # clinical units and codes
+    """
+
+    def __init__(self, schema, numeric_params=None):
+        self.schema = schema
+        self.layout = FeatureLayout(schema)
+        self.numeric_params = dict(numeric_params or {})
+
+    # Fitting
+
+    def fit(self, frame):
+        """Fits the numeric transforms on `frame` (training patients only)."""
+        params = {}
+        for variable in self.schema.variables:
+            if not variable.is_numeric:
+                continue
+            values = frame[variable.name].to_numpy(dtype=np.float64)
+            values = values[~np.isnan(values)]
+            if values.size == 0:
+                raise InputError(f"column '{variable.name}': no observed values to fit")
+            lam = None
+            if variable.transform == "boxcox":
+                lam = _boxcox_lambda(values + BOXCOX_EPS)
+                values = scipy.special.boxcox(values + BOXCOX_EPS, lam)
+            low, high = float(values.min()), float(values.max())
+            params[variable.name] = {"lambda": lam, "min": low, "range": high - low}
+        self.numeric_params = params
+        return self
+
+    # Encoding
+
+    def encode(self, frame, dtype=np.float32):
+        """Encodes a sorted long-format frame of equal-length patients.
+
+        Args:
+            frame: DataFrame as returned by :func:`load_cohort`.
+            dtype: output dtype. The networks take float32, which keeps about
+                1e-5 relative precision after the inverse Box-Cox of a
+                strongly skewed column; float64 inverts to 1e-12.
+
+        Returns:
+            array `(patients, time, features)`.
+        """
+        self._check_fitted()
+        counts = frame.groupby(self.schema.id, sort=False).size().to_numpy()
+        if counts.size and (counts != counts[0]).any():
+            raise InputError(
+                "patients have different numbers of time steps "
+                f"({counts.min()} to {counts.max()}); this model needs equal lengths"
+            )
+        steps = int(counts[0]) if counts.size else 0
+        flat = np.zeros((len(frame), self.layout.width), dtype=np.float64)
+        for block in self.layout.blocks:
+            variable = self.schema.variable(block.name)
+            values = frame[block.name].to_numpy(dtype=np.float64)
+            if variable.is_numeric:
+                flat[:, block.start] = self.scale(block.name, values)
+            else:
+                for k, code in enumerate(variable.codes):
+                    flat[:, block.start + k] = values == code
+        return flat.reshape(len(counts), steps, self.layout.width).astype(dtype)
+
+    def scale(self, name, values):
+        """Clinical units -> [0, 1] for one numeric variable (NaN stays NaN)."""
+        p = self.numeric_params[name]
+        values = np.asarray(values, dtype=np.float64)
+        if p["lambda"] is not None:
+            values = scipy.special.boxcox(values + BOXCOX_EPS, p["lambda"])
+        return (values - p["min"]) / (p["range"] or 1.0)
+
+    def unscale(self, name, scaled):
+        """[0, 1] -> clinical units for one numeric variable; the exact inverse of :meth:`scale`."""
+        p = self.numeric_params[name]
+        values = np.asarray(scaled, dtype=np.float64) * (p["range"] or 1.0) + p["min"]
+        if p["lambda"] is not None:
+            lam = p["lambda"]
+            if lam == 0:
+                values = np.exp(values)
+            else:
+                # Outside the fitted range lambda*x + 1 can cross zero; v1 clamps it.
+                values = np.power(np.maximum(lam * values + 1.0, 1e-12), 1.0 / lam)
+            values = values - BOXCOX_EPS
+        return values
+
+    # Decoding
+
+    def decode(self, encoded, patient_ids=None, first_step=0):
+        """Decodes `(patients, time, features)` back to a long-format frame.
+
+        Numerics are clipped to [0, 1] (the fitted range) before inversion;
+        each discrete block becomes the code with the largest probability, or
+        NaN where the block is all zeros (a missing value in the source).
+
+        Args:
+            encoded: array `(patients, time, features)`.
+            patient_ids: optional sequence of ids; defaults to 0..patients-1.
+            first_step: int, time-step value of the first month.
+
+        Returns:
+            DataFrame with the schema's columns, sorted by patient then time.
+        """
+        self._check_fitted()
+        encoded = np.asarray(encoded)
+        patients, steps, width = encoded.shape
+        if width != self.layout.width:
+            raise InputError(f"expected {self.layout.width} encoded features, got {width}")
+        flat = encoded.reshape(patients * steps, width)
+        columns = {}
+        for variable in self.schema.variables:
+            block = self.layout.block(variable.name)
+            if variable.is_numeric:
+                column = np.clip(flat[:, block.start].astype(np.float64), 0.0, 1.0)
+                columns[variable.name] = self.unscale(variable.name, column)
+            else:
+                columns[variable.name] = _argmax_codes(
+                    flat[:, block.start : block.end], variable.codes
+                )
+        ids = np.arange(patients) if patient_ids is None else np.asarray(patient_ids)
+        columns[self.schema.id] = np.repeat(ids, steps)
+        columns[self.schema.time] = np.tile(np.arange(first_step, first_step + steps), patients)
+        return pd.DataFrame(columns, columns=list(self.schema.columns))
+
+    # Saving
+
+    def to_dict(self):
+        return {
+            "schema": self.schema.to_dict(),
+            "numeric_params": self.numeric_params,
+            "boxcox_eps": BOXCOX_EPS,
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(Schema.from_dict(data["schema"]), data["numeric_params"])
+
+    def save(self, path):
+        """Writes the fitted transforms as JSON, atomically."""
+        self._check_fitted()
+
+        def write(tmp):
+            with open(tmp, "w") as stream:
+                json.dump(self.to_dict(), stream, indent=2)
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as stream:
+            return cls.from_dict(json.load(stream))
+
+    def _check_fitted(self):
+        missing = [
+            v.name
+            for v in self.schema.variables
+            if v.is_numeric and v.name not in self.numeric_params
+        ]
+        if missing:
+            raise ValueError(f"transforms are not fitted for {missing}; call fit() first")
+
+
+def _boxcox_lambda(values):
+    if np.ptp(values) == 0:
+        return 1.0  # A constant column has no MLE; lambda 1 is a plain shift.
+    return float(scipy.stats.boxcox(values)[1])
+
+
+def _argmax_codes(block, codes):
+    codes = np.asarray(codes)
+    decoded = codes[np.argmax(block, axis=1)]
+    empty = block.sum(axis=1) == 0
+    if empty.any():
+        decoded = decoded.astype(np.float64)
+        decoded[empty] = np.nan
+    return decoded

@@ -1,0 +1,87 @@
+import pytest
+
+from hg_keras.config import load_config
+from hg_keras.data.schema import Schema
+from hg_keras.errors import InputError
+
+
+def test_art4hiv_schema_matches_public_file(art_schema):
+    assert art_schema.columns == (
+        "VL",
+        "CD4",
+        "Rel CD4",
+        "Gender",
+        "Ethnic",
+        "Base Drug Combo",
+        "Comp. INI",
+        "Comp. NNRTI",
+        "Extra PI",
+        "Extra pk-En",
+        "VL (M)",
+        "CD4 (M)",
+        "Drug (M)",
+        "PatientID",
+        "Timestep",
+    )
+    assert art_schema.variable("Gender").levels == ((1, "Male"), (2, "Female"))
+    assert art_schema.variable("Ethnic").codes == (1, 2, 3, 4)
+    assert art_schema.variable("Base Drug Combo").codes == tuple(range(6))
+    assert art_schema.variable("Extra PI").labels[-1] == "Not Applied"
+    assert [v.name for v in art_schema.variables if v.static] == ["Gender", "Ethnic"]
+    assert all(v.transform == "boxcox" for v in art_schema.variables if v.is_numeric)
+
+
+def test_schema_round_trips_through_dict(art_schema):
+    assert Schema.from_dict(art_schema.to_dict()) == art_schema
+
+
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ([{"name": "A", "kind": "numerc"}], "kind 'numerc' is not one of"),
+        (
+            [{"name": "A", "kind": "numeric", "transfrom": "boxcox"}],
+            "unknown key 'transfrom'; did you mean 'transform'?",
+        ),
+        (
+            [{"name": "A", "kind": "binary", "levels": {0: "a", 1: "b", 2: "c"}}],
+            "exactly 2 levels, got 3",
+        ),
+        ([{"name": "A", "kind": "categorical"}], "needs 'levels'"),
+        (
+            [{"name": "A", "kind": "numeric"}, {"name": "A", "kind": "numeric"}],
+            "column 'A' is listed twice",
+        ),
+        ([{"name": "A", "kind": "categorical", "levels": {"x": "a"}}], "must be an integer"),
+    ],
+)
+def test_bad_schema_entries_are_named(variables, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace("?", r"\?")):
+        Schema.from_dict({"id": "id", "time": "t", "variables": variables})
+
+
+def test_config_unknown_key_suggests(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("extends: x.yaml\n")
+    with pytest.raises(InputError, match="no such file"):
+        load_config(path)
+    from hg_keras.config import builtin_config_path
+
+    path.write_text(f"extends: {builtin_config_path('art4hiv')}\ntraining:\n  epohcs: 3\n")
+    with pytest.raises(InputError, match="unknown key 'epohcs'; did you mean 'epochs'"):
+        load_config(path)
+
+
+def test_broken_yaml_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("schema: [unclosed\n")
+    with pytest.raises(InputError, match=r"broken YAML at line \d"):
+        load_config(path)
+
+
+def test_quick_config_extends_paper_config(art_config):
+    quick = load_config("quick")
+    assert quick.schema == art_config.schema
+    assert quick.model == art_config.model
+    assert quick.training.patients == 512
+    assert art_config.training.batch_size == 256 and art_config.training.epochs == 200

@@ -1,0 +1,98 @@
+"""hg-keras command line: train, sample and export synthetic patient cohorts.
+
+python cli.py train                 # quick config on the embedded cohort
+python cli.py sample --n 500        # from saved_models/latest
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with stderr muted: TF 2.21 prints absl start-up lines
+    that TF_CPP_MIN_LOG_LEVEL no longer silences."""
+    if "--debug" in sys.argv:
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:
+                pass  # Raised again, with its message, where it is first needed.
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+DEFAULT_CONFIG = "quick"
+
+
+class Commands(click.Group):
+    """Prints user errors as one line (no traceback) unless --debug is given."""
+
+    def invoke(self, ctx):
+        from hg_keras.errors import InputError, TrainingError
+
+        try:
+            return super().invoke(ctx)
+        except (InputError, TrainingError) as error:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=Commands)
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+def cli(debug):
+    """Health Gym v1 in Keras 3: synthetic longitudinal patient cohorts."""
+    _import_tensorflow_quietly()
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Config YAML, or the name of a shipped one (quick, art4hiv).",
+)
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="Cohort CSV/Parquet matching the config's schema [default: embedded cohort].",
+)
+@click.option("--patients", type=click.IntRange(min=1), help="Train on the first N patients.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (each walks the curriculum).")
+@click.option("--seed", type=int, help="Seed for weights, data order and noise.")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run folder [default: saved_models/run-<time>]."
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out (default: latest).")
+def train(config_path, data, patients, epochs, seed, out, resume):
+    """Train the WGAN-GP and save the run (config, transforms, checkpoints, generator)."""
+    from hg_keras.config import load_config
+    from hg_keras.training import train as run_training
+
+    if resume:
+        out = out or os.path.join("saved_models", "latest")
+        config = None
+        if patients or seed is not None:
+            raise click.UsageError(
+                "--resume continues a run as configured; only --epochs and --data may be given"
+            )
+    else:
+        config = load_config(config_path).replace_training(patients=patients, seed=seed)
+    run_dir = run_training(config, data=data, out=out, resume=resume, epochs=epochs)
+    click.echo(f"trained generator: {run_dir / 'generator.keras'}")
+    click.echo(f"sample from it:    python cli.py sample --model {run_dir} --n 500")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

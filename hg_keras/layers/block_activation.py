@@ -1,0 +1,76 @@
+"""The generator's block-wise output heads."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="hg_keras")
+class BlockActivation(keras.layers.Layer):
+    """Sigmoid on the numeric block, softmax on each discrete block.
+
+    Numerics live in [0, 1] after Box-Cox and min-max, and each discrete
+    block becomes a probability vector over its levels, so every generated
+    row is a valid point of the encoded space.
+
+    Args:
+        numeric_width: int, leading numeric columns (sigmoid).
+        blocks: list of `[start, end]` for the discrete blocks (softmax each),
+            contiguous and following the numeric block.
+    """
+
+    def __init__(self, numeric_width, blocks, **kwargs):
+        super().__init__(**kwargs)
+        self.numeric_width = int(numeric_width)
+        self.blocks = [[int(s), int(e)] for s, e, *_ in blocks]
+        expected = self.numeric_width
+        for start, end in self.blocks:
+            if start != expected or end <= start:
+                raise ValueError(
+                    f"blocks must be contiguous after {self.numeric_width} numeric columns; "
+                    f"got {self.blocks}"
+                )
+            expected = end
+
+    def call(self, inputs):
+        parts = [ops.sigmoid(inputs[..., : self.numeric_width])]
+        for start, end in self.blocks:
+            parts.append(ops.softmax(inputs[..., start:end], axis=-1))
+        return ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "numeric_width": self.numeric_width, "blocks": self.blocks}
+
+
+@keras.saving.register_keras_serializable(package="hg_keras")
+class StaticPooling(keras.layers.Layer):
+    """Makes the given columns constant over time: their mean over time, broadcast.
+
+    Applied to the generator's logits before :class:`BlockActivation`, it gives
+    every static attribute (e.g. Gender) one value per synthetic patient;
+    Health Gym v1 let such attributes change from month to month.
+
+    Args:
+        columns: list of int, the encoded columns to pool.
+        width: int, total number of columns.
+    """
+
+    def __init__(self, columns, width, **kwargs):
+        super().__init__(**kwargs)
+        self.columns = [int(c) for c in columns]
+        self.width = int(width)
+
+    def call(self, inputs):
+        mask = ops.convert_to_tensor(
+            [1.0 if k in set(self.columns) else 0.0 for k in range(self.width)], dtype=inputs.dtype
+        )
+        pooled = ops.mean(inputs, axis=1, keepdims=True)
+        return inputs * (1.0 - mask) + pooled * mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "columns": self.columns, "width": self.width}

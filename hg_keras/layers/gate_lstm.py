@@ -1,0 +1,192 @@
+"""The seed's ``MyLSTM`` as a Keras layer, and its bidirectional wrapper.
+
+Health Gym v1 wrote its own LSTM because the gradient penalty differentiates
+the critic twice and cuDNN RNN kernels have no second-order gradient. The
+gate equations, in the seed's order f, i, a, o, are::
+
+    z = x W_i + b_i + h W_h + b_h;  f, i, a, o = split(z, 4)
+    c = sigmoid(f) * c + sigmoid(i) * tanh(a)
+    h = sigmoid(o) * tanh(c)
+
+with zero initial state and no forget-gate bias offset.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="hg_keras")
+class GateLSTM(keras.layers.Layer):
+    """An LSTM with Health Gym's gate equations and weight layout.
+
+    The input projection ``x W_i + b_i`` is computed for all time steps in one
+    matmul before the recurrence; only ``h W_h`` runs inside the loop. The loop
+    is a ``tf.scan`` (a ``tf.while_loop``), which supports second-order
+    gradients and any sequence length. ``keras.ops.scan`` is not used: in
+    Keras 3.15 its TF backend sizes the per-step outputs like the carry.
+
+    Args:
+        units: int, hidden size.
+        return_sequences: bool, default True. Return `(batch, time, units)`
+            instead of the last hidden state `(batch, units)`.
+        return_state: bool, default False. Also return the final `h` and `c`.
+        go_backwards: bool, default False. Read the sequence from the end; the
+            returned sequence is then in reverse time order (Keras's
+            convention, which `keras.layers.Bidirectional` relies on).
+        kernel_initializer, recurrent_initializer, bias_initializer: default
+            PyTorch's ``nn.Linear`` init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+            when None.
+
+    Input shape: `(batch, time, features)`.
+
+    Weights, in order: ``i2h_kernel (features, 4*units)``, ``i2h_bias
+    (4*units,)``, ``h2h_kernel (units, 4*units)``, ``h2h_bias (4*units,)``.
+    """
+
+    def __init__(
+        self,
+        units,
+        return_sequences=True,
+        return_state=False,
+        go_backwards=False,
+        kernel_initializer=None,
+        recurrent_initializer=None,
+        bias_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or units < 1:
+            raise ValueError(f"units must be a positive integer, got {units!r}")
+        self.units = units
+        self.return_sequences = return_sequences
+        self.return_state = return_state
+        self.go_backwards = go_backwards
+        self.stateful = False
+        self.kernel_initializer = kernel_initializer
+        self.recurrent_initializer = recurrent_initializer
+        self.bias_initializer = bias_initializer
+        self.input_spec = keras.layers.InputSpec(ndim=3)
+
+    def _initializer(self, given, fan_in):
+        if given is not None:
+            return keras.initializers.get(given)
+        limit = 1.0 / fan_in**0.5
+        return keras.initializers.RandomUniform(-limit, limit)
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        gates = 4 * self.units
+        self.i2h_kernel = self.add_weight(
+            name="i2h_kernel",
+            shape=(features, gates),
+            initializer=self._initializer(self.kernel_initializer, features),
+        )
+        self.i2h_bias = self.add_weight(
+            name="i2h_bias",
+            shape=(gates,),
+            initializer=self._initializer(self.bias_initializer, features),
+        )
+        self.h2h_kernel = self.add_weight(
+            name="h2h_kernel",
+            shape=(self.units, gates),
+            initializer=self._initializer(self.recurrent_initializer, self.units),
+        )
+        self.h2h_bias = self.add_weight(
+            name="h2h_bias",
+            shape=(gates,),
+            initializer=self._initializer(self.bias_initializer, self.units),
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: features})
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        # `Bidirectional` passes these; the seed's LSTM always starts at zero.
+        if initial_state is not None or mask is not None:
+            raise ValueError("GateLSTM starts from a zero state and takes no mask")
+        x = ops.convert_to_tensor(inputs)
+        if self.go_backwards:
+            x = ops.flip(x, axis=1)
+        # (time, batch, 4*units): the input projection for every step at once.
+        projected = ops.transpose(ops.matmul(x, self.i2h_kernel) + self.i2h_bias, (1, 0, 2))
+        units = self.units
+        recurrent_kernel = self.h2h_kernel
+        recurrent_bias = self.h2h_bias
+
+        def step(state, z):
+            h, c = state[:, :units], state[:, units:]
+            z = z + ops.matmul(h, recurrent_kernel) + recurrent_bias
+            f, i, a, o = ops.split(z, 4, axis=-1)
+            c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(a)
+            h = ops.sigmoid(o) * ops.tanh(c)
+            return ops.concatenate([h, c], axis=-1)
+
+        initial = ops.zeros((ops.shape(x)[0], 2 * units), dtype=projected.dtype)
+        states = tf.scan(step, projected, initializer=initial)  # (time, batch, 2*units)
+        h_last, c_last = states[-1, :, :units], states[-1, :, units:]
+        output = ops.transpose(states[:, :, :units], (1, 0, 2)) if self.return_sequences else h_last
+        if self.return_state:
+            return output, h_last, c_last
+        return output
+
+    def compute_output_shape(self, input_shape):
+        batch, time = input_shape[0], input_shape[1]
+        output = (batch, time, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return output, (batch, self.units), (batch, self.units)
+        return output
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "kernel_initializer": _serialize(self.kernel_initializer),
+                "recurrent_initializer": _serialize(self.recurrent_initializer),
+                "bias_initializer": _serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+def _serialize(initializer):
+    if initializer is None or isinstance(initializer, str):
+        return initializer
+    return keras.initializers.serialize(initializer)
+
+
+def bidirectional_gate_lstm(units, return_sequences=True, name=None):
+    """``keras.layers.Bidirectional`` over :class:`GateLSTM` (outputs concatenated).
+
+    With sequences, Keras flips the backward stream back into time order, so
+    position t holds both directions' features for step t.
+    """
+    return keras.layers.Bidirectional(
+        GateLSTM(units, return_sequences=return_sequences), merge_mode="concat", name=name
+    )
+
+
+@keras.saving.register_keras_serializable(package="hg_keras")
+class FlipBackwardHalf(keras.layers.Layer):
+    """Reverses the time order of the last `units` features.
+
+    Applied after :func:`bidirectional_gate_lstm`, it reproduces Health Gym
+    v1's generator, which concatenated the backward LSTM's output without
+    flipping it back (position t held backward features of step L-1-t).
+
+    Args:
+        units: int, width of the backward half.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def call(self, inputs):
+        forward, backward = inputs[..., : -self.units], inputs[..., -self.units :]
+        return ops.concatenate([forward, ops.flip(backward, axis=1)], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

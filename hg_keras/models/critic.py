@@ -1,0 +1,44 @@
+"""Health Gym v1's critic: an encoded sequence to one realism score."""
+
+import keras
+
+from hg_keras.layers import SoftEmbedding, bidirectional_gate_lstm
+
+
+@keras.saving.register_keras_serializable(package="hg_keras")
+class Critic(keras.Model):
+    """Soft embedding, two Dense+LeakyReLU(0.1), biLSTM final states, Dense(1).
+
+    Args:
+        features: dict from ``FeatureLayout.spec()``.
+        hidden_units: int, dense and LSTM width (v1: 128).
+
+    Input shape: `(batch, time, width)`. Output shape: `(batch, 1)`, unbounded.
+    """
+
+    def __init__(self, features, hidden_units=128, **kwargs):
+        # Layers
+        embed = SoftEmbedding(features["numeric_width"], features["blocks"], name="embedding")
+        dense_1 = keras.layers.Dense(hidden_units, name="dense_1")
+        dense_2 = keras.layers.Dense(hidden_units, name="dense_2")
+        recurrent = bidirectional_gate_lstm(hidden_units, return_sequences=False, name="bilstm")
+        score = keras.layers.Dense(1, name="score")
+
+        # Graph
+        sequences = keras.Input(shape=(None, features["width"]), name="sequences")
+        x = embed(sequences)
+        x = keras.layers.LeakyReLU(0.1, name="act_1")(dense_1(x))
+        x = keras.layers.LeakyReLU(0.1, name="act_2")(dense_2(x))
+        outputs = score(recurrent(x))
+        super().__init__(inputs=sequences, outputs=outputs, **kwargs)
+
+        # Config
+        self.features = features
+        self.hidden_units = hidden_units
+
+    def get_config(self):
+        return {"name": self.name, "features": self.features, "hidden_units": self.hidden_units}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,160 @@
+"""The WGAN-GP training model: critic iterations, gradient penalty, correlation alignment."""
+
+import keras
+import tensorflow as tf
+
+from hg_keras.losses import (
+    correlation_loss,
+    gradient_penalty,
+    wasserstein_critic_loss,
+    wasserstein_generator_loss,
+)
+
+# Offsets that keep the noise, alpha and generator streams apart for one step.
+_ALPHA_STREAM = 1_000_003
+_GENERATOR_STREAM = 2_000_003
+
+
+@keras.saving.register_keras_serializable(package="hg_keras")
+class WGANGP(keras.Model):
+    """Trains a generator against a critic as Health Gym v1 does.
+
+    Each ``train_step`` on a real batch makes `critic_steps` critic updates
+    (all on the same real batch, each with fresh fakes) and then one
+    generator update:
+
+    * critic: ``mean D(fake) - mean D(real) + gradient_penalty_weight * GP``,
+      with GP at one uniform interpolation per sequence
+      (:func:`hg_keras.losses.gradient_penalty`);
+    * generator: ``-mean D(fake) + correlation_weight * L1(corr(fake), target)``
+      where corr is the Pearson matrix pooled over batch and time and
+      `target` is the training cohort's.
+
+    Noise and interpolation weights are stateless draws keyed by `seed` and
+    the generator optimizer's iteration count, so a run resumed from a
+    checkpoint draws exactly what an uninterrupted run would.
+
+    Args:
+        generator: :class:`Generator`.
+        critic: :class:`Critic`.
+        correlation_target: array `(features, features)`.
+        critic_steps: int, critic updates per generator update (v1: 5).
+        gradient_penalty_weight: float (v1: 10).
+        correlation_weight: float (v1: 10).
+        latent_distribution: str, ``uniform`` (v1's U[0, 1)) or ``normal``.
+        seed: int.
+
+    Logged per epoch (means over its steps): ``critic_loss``,
+    ``gradient_penalty`` (unweighted), ``wasserstein`` (mean D(real) - mean
+    D(fake), the distance estimate), ``generator_loss``, ``correlation_loss``.
+    """
+
+    def __init__(
+        self,
+        generator,
+        critic,
+        correlation_target,
+        critic_steps=5,
+        gradient_penalty_weight=10.0,
+        correlation_weight=10.0,
+        latent_distribution="uniform",
+        seed=42,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if critic_steps < 1:
+            raise ValueError(f"critic_steps must be at least 1, got {critic_steps}")
+        if latent_distribution not in ("uniform", "normal"):
+            raise ValueError(
+                f"latent_distribution must be uniform or normal, got {latent_distribution!r}"
+            )
+        self.generator = generator
+        self.critic = critic
+        self.correlation_target = tf.constant(correlation_target, dtype=tf.float32)
+        self.critic_steps = critic_steps
+        self.gradient_penalty_weight = gradient_penalty_weight
+        self.correlation_weight = correlation_weight
+        self.latent_distribution = latent_distribution
+        self.seed = seed
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in (
+                "critic_loss",
+                "gradient_penalty",
+                "wasserstein",
+                "generator_loss",
+                "correlation_loss",
+            )
+        }
+        # Both networks are built functional models; without a call() on real
+        # data Keras would otherwise consider the wrapper unbuilt (keras#20164).
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, generator_optimizer, critic_optimizer, **kwargs):
+        # No model-level optimizer: Keras would otherwise add an unused RMSprop
+        # over all variables to every checkpoint.
+        super().compile(optimizer=None, **kwargs)
+        self.generator_optimizer = generator_optimizer
+        self.critic_optimizer = critic_optimizer
+        # Built up front so checkpoints can be restored before the first step
+        # and slot variables are never created inside a replicated function.
+        generator_optimizer.build(self.generator.trainable_variables)
+        critic_optimizer.build(self.critic.trainable_variables)
+
+    def call(self, noise, training=False):
+        return self.generator(noise, training=training)
+
+    def noise(self, batch, steps, seed):
+        """Latent noise `(batch, steps, latent_dim)` from a stateless `seed` of shape (2,)."""
+        shape = tf.stack([batch, steps, self.generator.latent_dim])
+        if self.latent_distribution == "uniform":
+            return tf.random.stateless_uniform(shape, seed=seed)
+        return tf.random.stateless_normal(shape, seed=seed)
+
+    def train_step(self, real):
+        real = tf.convert_to_tensor(real)
+        batch, steps = tf.shape(real)[0], tf.shape(real)[1]
+        step = tf.cast(self.generator_optimizer.iterations, tf.int64)
+        base = step * (self.critic_steps + 1)
+
+        for k in range(self.critic_steps):
+            seed = tf.stack([tf.constant(self.seed, tf.int64), base + k])
+            fake = self.generator(self.noise(batch, steps, seed), training=True)
+            alpha = tf.random.stateless_uniform(
+                tf.stack([batch, 1, 1]), seed=seed + [0, _ALPHA_STREAM]
+            )
+            with tf.GradientTape() as tape:
+                real_scores = self.critic(real, training=True)
+                fake_scores = self.critic(fake, training=True)
+                penalty = gradient_penalty(self.critic, real, fake, alpha)
+                critic_loss = (
+                    wasserstein_critic_loss(real_scores, fake_scores)
+                    + self.gradient_penalty_weight * penalty
+                )
+            gradients = tape.gradient(critic_loss, self.critic.trainable_variables)
+            self.critic_optimizer.apply(gradients, self.critic.trainable_variables)
+
+        seed = tf.stack([tf.constant(self.seed, tf.int64), base + _GENERATOR_STREAM])
+        noise = self.noise(batch, steps, seed)
+        with tf.GradientTape() as tape:
+            fake = self.generator(noise, training=True)
+            adversarial = wasserstein_generator_loss(self.critic(fake, training=True))
+            alignment = correlation_loss(fake, self.correlation_target)
+            generator_loss = adversarial + self.correlation_weight * alignment
+        gradients = tape.gradient(generator_loss, self.generator.trainable_variables)
+        self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
+
+        values = {
+            "critic_loss": critic_loss,
+            "gradient_penalty": penalty,
+            "wasserstein": tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores),
+            "generator_loss": generator_loss,
+            "correlation_loss": alignment,
+        }
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -1,0 +1,143 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hg_keras.layers import FlipBackwardHalf, GateLSTM, bidirectional_gate_lstm
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def reference_lstm(x, i2h_kernel, i2h_bias, h2h_kernel, h2h_bias):
+    """The seed's MyLSTM, step by step in NumPy (float64)."""
+    units = h2h_kernel.shape[0]
+    h = np.zeros((x.shape[0], units))
+    c = np.zeros((x.shape[0], units))
+    outputs = []
+    for t in range(x.shape[1]):
+        z = x[:, t] @ i2h_kernel + i2h_bias + h @ h2h_kernel + h2h_bias
+        f, i, a, o = np.split(z, 4, axis=1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(a)
+        h = sigmoid(o) * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1), h, c
+
+
+@pytest.fixture
+def inputs():
+    return np.random.default_rng(0).normal(size=(3, 5, 4)).astype("float32")
+
+
+def test_weights_have_the_seed_layout(inputs):
+    layer = GateLSTM(6)
+    layer(inputs)
+    shapes = [w.shape for w in layer.get_weights()]
+    assert shapes == [(4, 24), (24,), (6, 24), (24,)]
+    assert [w.name for w in layer.weights] == ["i2h_kernel", "i2h_bias", "h2h_kernel", "h2h_bias"]
+
+
+def test_matches_numpy_reference(inputs):
+    layer = GateLSTM(6, return_state=True)
+    sequence, h, c = layer(inputs)
+    expected, h_ref, c_ref = reference_lstm(inputs.astype(np.float64), *layer.get_weights())
+    assert np.abs(np.asarray(sequence) - expected).max() < 1e-5
+    assert np.abs(np.asarray(h) - h_ref).max() < 1e-5
+    assert np.abs(np.asarray(c) - c_ref).max() < 1e-5
+
+
+def test_go_backwards_reads_reversed_and_returns_reversed(inputs):
+    layer = GateLSTM(6, go_backwards=True)
+    output = np.asarray(layer(inputs))
+    expected, _, _ = reference_lstm(inputs[:, ::-1].astype(np.float64), *layer.get_weights())
+    assert np.abs(output - expected).max() < 1e-5
+
+
+def test_last_state_only(inputs):
+    layer = GateLSTM(6, return_sequences=False)
+    output = np.asarray(layer(inputs))
+    _, h_ref, _ = reference_lstm(inputs.astype(np.float64), *layer.get_weights())
+    assert output.shape == (3, 6) and np.abs(output - h_ref).max() < 1e-5
+
+
+def test_equals_keras_lstm_cell_with_copied_weights(inputs):
+    """Keras orders gates i, f, c, o and has one bias: reorder blocks, sum biases."""
+    units = 6
+    layer = GateLSTM(units)
+    ours = np.asarray(layer(inputs))
+    i2h_kernel, i2h_bias, h2h_kernel, h2h_bias = layer.get_weights()
+
+    def reorder(w):
+        f, i, a, o = np.split(w, 4, axis=-1)
+        return np.concatenate([i, f, a, o], axis=-1)
+
+    keras_rnn = keras.layers.RNN(keras.layers.LSTMCell(units), return_sequences=True)
+    keras_rnn(inputs)
+    keras_rnn.set_weights([reorder(i2h_kernel), reorder(h2h_kernel), reorder(i2h_bias + h2h_bias)])
+    assert np.abs(np.asarray(keras_rnn(inputs)) - ours).max() < 1e-5
+
+
+def test_second_order_gradients_are_finite(inputs):
+    layer = GateLSTM(6, return_sequences=False)
+    x = tf.constant(inputs)
+    layer(x)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = tf.reduce_sum(layer(x))
+        grad = inner.gradient(y, x)
+        penalty = tf.reduce_sum(tf.square(grad))
+    second = outer.gradient(penalty, layer.trainable_variables)
+    assert all(g is not None for g in second)
+    assert all(np.isfinite(g.numpy()).all() for g in second)
+    assert any(np.abs(g.numpy()).sum() > 0 for g in second)
+
+
+def test_variable_sequence_length():
+    layer = GateLSTM(4)
+    model_input = keras.Input((None, 3))
+    model = keras.Model(model_input, layer(model_input))
+    for steps in (1, 2, 7):
+        assert model(np.ones((2, steps, 3), "float32")).shape == (2, steps, 4)
+
+
+def test_config_round_trip(inputs):
+    layer = GateLSTM(6, return_sequences=False, go_backwards=True, name="g")
+    layer(inputs)
+    clone = GateLSTM.from_config(layer.get_config())
+    clone(inputs)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(inputs), layer(inputs), atol=1e-6)
+    assert clone.get_config() == layer.get_config()
+
+
+def test_bidirectional_aligned_and_v1_unaligned(inputs):
+    wrapper = bidirectional_gate_lstm(6)
+    output = np.asarray(wrapper(inputs))
+    assert output.shape == (3, 5, 12)
+    forward_weights = wrapper.forward_layer.get_weights()
+    backward_weights = wrapper.backward_layer.get_weights()
+    forward, _, _ = reference_lstm(inputs.astype(np.float64), *forward_weights)
+    backward_raw, _, _ = reference_lstm(inputs[:, ::-1].astype(np.float64), *backward_weights)
+    # Aligned: position t holds the backward stream's state for step t.
+    assert np.abs(output[..., :6] - forward).max() < 1e-5
+    assert np.abs(output[..., 6:] - backward_raw[:, ::-1]).max() < 1e-5
+    # v1: the backward stream concatenated as produced (step L-1-t at position t).
+    unaligned = np.asarray(FlipBackwardHalf(6)(output))
+    assert np.abs(unaligned[..., 6:] - backward_raw).max() < 1e-5
+
+
+def test_bidirectional_survives_serialization(tmp_path, inputs):
+    model_input = keras.Input((None, 4))
+    model = keras.Model(
+        model_input, bidirectional_gate_lstm(3, return_sequences=False)(model_input)
+    )
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(inputs), model(inputs), atol=1e-6)
+
+
+def test_rejects_bad_units():
+    with pytest.raises(ValueError, match="units must be a positive integer, got 0"):
+        GateLSTM(0)

@@ -31,6 +31,7 @@ def _import_tensorflow_quietly():
 
 
 DEFAULT_CONFIG = "quick"
+LATEST = os.path.join("saved_models", "latest")
 
 
 class Commands(click.Group):
@@ -81,7 +82,7 @@ def train(config_path, data, patients, epochs, seed, out, resume):
     from hg_keras.training import train as run_training
 
     if resume:
-        out = out or os.path.join("saved_models", "latest")
+        out = out or LATEST
         config = None
         if patients or seed is not None:
             raise click.UsageError(
@@ -89,9 +90,48 @@ def train(config_path, data, patients, epochs, seed, out, resume):
             )
     else:
         config = load_config(config_path).replace_training(patients=patients, seed=seed)
+    from hg_keras.export import export_run
+
     run_dir = run_training(config, data=data, out=out, resume=resume, epochs=epochs)
+    served = export_run(run_dir)
     click.echo(f"trained generator: {run_dir / 'generator.keras'}")
+    click.echo(f"TF Serving model:  {served}")
     click.echo(f"sample from it:    python cli.py sample --model {run_dir} --n 500")
+
+
+@cli.command()
+@click.option("--n", "patients", type=int, required=True, help="Number of synthetic patients.")
+@click.option(
+    "--model", "model_dir", default=LATEST, show_default=True, help="A run folder written by train."
+)
+@click.option("--months", type=int, help="Time steps per patient [default: as trained].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option(
+    "--out", default="synthetic.csv", show_default=True, help="Output file, .csv or .parquet."
+)
+def sample(patients, model_dir, months, seed, out):
+    """Write N synthetic patients in the training data's long format."""
+    from hg_keras.sampling import TrainedRun, sample_to_file
+
+    run = TrainedRun(model_dir)
+    path = sample_to_file(run, patients, out, months=months, seed=seed)
+    steps = run.months if months is None else months
+    click.echo(f"wrote {patients} synthetic patients x {steps} steps to {path}")
+
+
+@cli.command()
+@click.option(
+    "--model", "model_dir", default=LATEST, show_default=True, help="A run folder written by train."
+)
+@click.option("--out", help="Model base folder for TF Serving [default: <model>/serving/hg_keras].")
+@click.option("--version", type=click.IntRange(min=1), help="Version folder [default: next].")
+def export(model_dir, out, version):
+    """Export the generator as a SavedModel for TF Serving (decodes in-graph)."""
+    from hg_keras.export import export_run
+
+    path = export_run(model_dir, out=out, version=version)
+    click.echo(f"SavedModel: {path}")
+    click.echo(f"inspect:    saved_model_cli show --dir {path} --all")
 
 
 if __name__ == "__main__":

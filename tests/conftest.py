@@ -38,3 +38,15 @@ def tiny_config_path(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_CONFIG.format(base=builtin_config_path("art4hiv")))
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A tiny run trained once for the sampling and export tests."""
+    from hg_keras.config import builtin_config_path
+    from hg_keras.training import train
+
+    folder = tmp_path_factory.mktemp("trained")
+    path = folder / "tiny.yaml"
+    path.write_text(TINY_CONFIG.format(base=builtin_config_path("art4hiv")))
+    return train(load_config(path), out=folder / "run", verbose=0)

@@ -9,6 +9,7 @@ from hg_keras.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
+from hg_keras.sampling import latent_noise
 
 # Offsets that keep the noise, alpha and generator streams apart for one step.
 _ALPHA_STREAM = 1_000_003
@@ -110,10 +111,7 @@ class WGANGP(keras.Model):
 
     def noise(self, batch, steps, seed):
         """Latent noise `(batch, steps, latent_dim)` from a stateless `seed` of shape (2,)."""
-        shape = tf.stack([batch, steps, self.generator.latent_dim])
-        if self.latent_distribution == "uniform":
-            return tf.random.stateless_uniform(shape, seed=seed)
-        return tf.random.stateless_normal(shape, seed=seed)
+        return latent_noise(batch, steps, self.generator.latent_dim, seed, self.latent_distribution)
 
     def train_step(self, real):
         real = tf.convert_to_tensor(real)

@@ -1,0 +1,107 @@
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+from hg_keras import sampling
+from hg_keras.data import load_cohort
+from hg_keras.errors import InputError
+from hg_keras.sampling import TrainedRun, sample_to_file
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_sample_cli_writes_a_cohort_that_reloads_with_the_schema(trained_run, tmp_path):
+    out = tmp_path / "synthetic.csv"
+    result = run("sample", "--model", trained_run, "--n", 7, "--months", 4, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "wrote 7 synthetic patients x 4 steps" in result.output
+    schema = TrainedRun(trained_run).schema
+    frame = load_cohort(out, schema)
+    assert list(frame.columns) == list(schema.columns)
+    assert frame.groupby("PatientID").size().tolist() == [4] * 7
+    assert (frame.groupby("PatientID")[["Gender", "Ethnic"]].nunique() == 1).all().all()
+    assert (frame[["VL", "CD4", "Rel CD4"]] > -1e-3).all().all()
+
+
+def test_same_seed_same_file_other_seed_other_file(trained_run, tmp_path):
+    paths = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        paths.append(tmp_path / f"{name}.csv")
+        assert (
+            run(
+                "sample", "--model", trained_run, "--n", 3, "--seed", seed, "--out", paths[-1]
+            ).exit_code
+            == 0
+        )
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert paths[0].read_bytes() != paths[2].read_bytes()
+
+
+def test_default_months_and_parquet(trained_run, tmp_path):
+    out = tmp_path / "s.parquet"
+    assert run("sample", "--model", trained_run, "--n", 2, "--out", out).exit_code == 0
+    frame = pd.read_parquet(out)
+    assert frame.groupby("PatientID").size().tolist() == [6, 6]  # tiny config trains up to 6
+
+
+def test_chunks_stream_in_order(trained_run, tmp_path):
+    run_ = TrainedRun(trained_run)
+    out = sample_to_file(
+        run_, 5, tmp_path / "s.csv", months=3, seed=4, chunk_patients=2, verbose=False
+    )
+    frame = pd.read_csv(out)
+    assert frame["PatientID"].tolist() == np.repeat(np.arange(5), 3).tolist()
+    second_chunk = run_.sample_frame(2, 3, seed=4, chunk=1, first_id=2)
+    pd.testing.assert_frame_equal(
+        frame.iloc[6:12].reset_index(drop=True), second_chunk, check_dtype=False
+    )
+
+
+def test_failed_write_keeps_previous_file(trained_run, tmp_path, monkeypatch):
+    run_ = TrainedRun(trained_run)
+    out = tmp_path / "s.csv"
+    out.write_text("previous release\n")
+    real_write = sampling._write_chunk
+    calls = []
+
+    def failing(frame, path, suffix, writer, first):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(frame, path, suffix, writer, first)
+
+    monkeypatch.setattr(sampling, "_write_chunk", failing)
+    with pytest.raises(OSError, match="No space left"):
+        sample_to_file(run_, 4, out, months=2, chunk_patients=2, verbose=False)
+    assert out.read_text() == "previous release\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--n", 0), "--n must be a positive number of patients, got 0"),
+        (("--n", 2, "--out", "x.txt"), "unsupported output type '.txt'"),
+        (("--n", 2, "--months", 0), "--months must be positive, got 0"),
+    ],
+)
+def test_bad_sample_arguments(trained_run, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = run("sample", "--model", trained_run, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_folder_that_is_not_a_run(tmp_path):
+    result = run("sample", "--model", tmp_path, "--n", 2)
+    assert result.exit_code == 2
+    assert "not a trained run (missing generator.keras" in result.output
+    result = run("sample", "--model", tmp_path / "nope", "--n", 2)
+    assert "no such model folder" in result.output
+    with pytest.raises(InputError):
+        TrainedRun(tmp_path)

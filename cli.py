@@ -76,7 +76,13 @@ def cli(debug):
     "--out", type=click.Path(file_okay=False), help="Run folder [default: saved_models/run-<time>]."
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default: latest).")
-def train(config_path, data, patients, epochs, seed, out, resume):
+@click.option(
+    "--evaluation/--no-evaluation",
+    default=True,
+    show_default=True,
+    help="Evaluate a synthetic cohort against the training cohort at the end.",
+)
+def train(config_path, data, patients, epochs, seed, out, resume, evaluation):
     """Train the WGAN-GP and save the run (config, transforms, checkpoints, generator)."""
     from hg_keras.config import load_config
     from hg_keras.training import train as run_training
@@ -90,12 +96,19 @@ def train(config_path, data, patients, epochs, seed, out, resume):
             )
     else:
         config = load_config(config_path).replace_training(patients=patients, seed=seed)
+    from hg_keras.evaluation.run_evaluation import evaluate_run
     from hg_keras.export import export_run
 
     run_dir = run_training(config, data=data, out=out, resume=resume, epochs=epochs)
     served = export_run(run_dir)
     click.echo(f"trained generator: {run_dir / 'generator.keras'}")
     click.echo(f"TF Serving model:  {served}")
+    if evaluation:
+        click.echo("evaluating a synthetic cohort of the training cohort's size...", err=True)
+        metrics, report = evaluate_run(run_dir)
+        for area, verdict in metrics["verdicts"].items():
+            click.echo(f"{area:>9}: {verdict}")
+        click.echo(f"report:            {report}")
     click.echo(f"sample from it:    python cli.py sample --model {run_dir} --n 500")
 
 
@@ -117,6 +130,66 @@ def sample(patients, model_dir, months, seed, out):
     path = sample_to_file(run, patients, out, months=months, seed=seed)
     steps = run.months if months is None else months
     click.echo(f"wrote {patients} synthetic patients x {steps} steps to {path}")
+
+
+@cli.command()
+@click.option(
+    "--real",
+    "real_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Real (training) cohort, CSV or Parquet.",
+)
+@click.option(
+    "--synthetic",
+    "synthetic_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Synthetic cohort in the same schema.",
+)
+@click.option(
+    "--holdout",
+    "holdout_path",
+    type=click.Path(dir_okay=False),
+    help="Real patients NOT used in training [default: half of --real].",
+)
+@click.option(
+    "--config", "config_path", help="Config holding the schema [default: --model's, else art4hiv]."
+)
+@click.option("--model", "model_dir", help="The run that made --synthetic (schema, curves).")
+@click.option("--out", default="evaluation", show_default=True, help="Output folder.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for the split and the post-hoc classifiers.",
+)
+def evaluate(real_path, synthetic_path, holdout_path, config_path, model_dir, out, seed):
+    """Fidelity, utility and privacy metrics and an HTML report."""
+    from pathlib import Path
+
+    from hg_keras.config import load_config
+    from hg_keras.data import load_cohort
+    from hg_keras.evaluation import evaluate as run_evaluation
+    from hg_keras.evaluation import write_report
+
+    if config_path:
+        schema = load_config(config_path).schema
+    elif model_dir:
+        schema = load_config(Path(model_dir) / "config.yaml").schema
+    else:
+        schema = load_config("art4hiv").schema
+    real = load_cohort(real_path, schema)
+    synthetic = load_cohort(synthetic_path, schema)
+    holdout = load_cohort(holdout_path, schema) if holdout_path else None
+    metrics, details = run_evaluation(real, synthetic, schema, holdout=holdout, seed=seed)
+    history = Path(model_dir) / "logs" / "history.csv" if model_dir else None
+    report = write_report(metrics, details, out, history_csv=history)
+    for area, verdict in metrics["verdicts"].items():
+        click.echo(f"{area:>9}: {verdict}")
+    click.echo(f"metrics: {Path(out) / 'metrics.json'}")
+    click.echo(f"report:  {report}")
 
 
 @cli.command()

@@ -65,22 +65,29 @@ def build_wgan(config, transformer, target):
     return wgan
 
 
-def load_training_cohort(config, data=None):
+def load_training_cohort(config, data=None, with_holdout=False):
     """The training patients: the first `training.patients` of the cohort, by id.
 
     Args:
         config: :class:`Config`.
         data: path of a CSV/Parquet cohort, or None for the embedded one.
+        with_holdout: bool, also return up to as many of the following
+            patients (never trained on), or None when there are none.
     """
     frame = load_cohort(data, config.schema if data else None)
-    wanted = config.training.patients
-    if wanted is not None:
-        ids = frame[config.schema.id].unique()
-        if wanted > len(ids):
-            source = data or "the embedded cohort"
-            raise InputError(f"{source}: asked for {wanted} patients, it has {len(ids)}")
-        frame = frame[frame[config.schema.id].isin(ids[:wanted])].reset_index(drop=True)
-    return frame
+    ids = frame[config.schema.id].unique()
+    wanted = config.training.patients or len(ids)
+    if wanted > len(ids):
+        source = data or "the embedded cohort"
+        raise InputError(f"{source}: asked for {wanted} patients, it has {len(ids)}")
+    train_frame = frame[frame[config.schema.id].isin(ids[:wanted])].reset_index(drop=True)
+    if not with_holdout:
+        return train_frame
+    rest = ids[wanted : 2 * wanted]
+    holdout = (
+        frame[frame[config.schema.id].isin(rest)].reset_index(drop=True) if len(rest) else None
+    )
+    return train_frame, holdout
 
 
 def new_run_dir(root="saved_models"):

@@ -1,0 +1,229 @@
+"""One evaluation of a synthetic cohort against the real one: every metric, by area.
+
+The real patients the generator was trained on (`real`) are compared with
+the synthetic ones; privacy metrics also need real patients that were *not*
+used in training (`holdout`). Without a holdout the real patients are split
+in two, which keeps fidelity and utility meaningful but makes the privacy
+figures an upper bound on safety only if the second half was truly unseen:
+the report says so.
+"""
+
+import numpy as np
+
+from hg_keras.data.transforms import CohortTransformer
+from hg_keras.errors import InputError
+from hg_keras.evaluation import fidelity, privacy, utility
+
+ATTRIBUTE_MONTHS = 3
+MAX_LAG = 6
+
+
+def split_patients(frame, id_column, seed, share=0.5):
+    """Splits a cohort into two disjoint sets of patients (seeded)."""
+    ids = frame[id_column].unique()
+    chosen = np.random.default_rng(seed).permutation(ids)[: int(len(ids) * share)]
+    inside = frame[id_column].isin(chosen)
+    return frame[~inside].reset_index(drop=True), frame[inside].reset_index(drop=True)
+
+
+def _prefix(frame, schema, steps, source):
+    lengths = frame.groupby(schema.id).size()
+    if lengths.min() < steps:
+        raise InputError(f"{source}: some patients have {lengths.min()} time steps, need {steps}")
+    rank = frame.groupby(schema.id).cumcount()
+    return frame[rank < steps].reset_index(drop=True)
+
+
+def evaluate(real, synthetic, schema, holdout=None, seed=0, epochs=10):
+    """Computes fidelity, utility and privacy metrics.
+
+    Args:
+        real: DataFrame of the training patients (validated, sorted).
+        synthetic: DataFrame of synthetic patients in the same schema.
+        schema: :class:`Schema`.
+        holdout: DataFrame of real patients not used in training, or None to
+            split `real` in two.
+        seed: int, seeds the split and the post-hoc classifiers.
+        epochs: int, training epochs of the post-hoc classifiers.
+
+    Returns:
+        (metrics, details): `metrics` is the JSON-ready nested dict
+        (``fidelity``, ``utility``, ``privacy``, ``verdicts``, ``setup``);
+        `details` holds the arrays the report plots.
+    """
+    split = holdout is None
+    if split:
+        real, holdout = split_patients(real, schema.id, seed)
+    if real[schema.id].nunique() < 4 or holdout[schema.id].nunique() < 2:
+        raise InputError("evaluation needs at least 4 training and 2 holdout patients")
+    steps = int(min(f.groupby(schema.id).size().min() for f in (real, synthetic, holdout)))
+    real = _prefix(real, schema, steps, "real")
+    synthetic = _prefix(synthetic, schema, steps, "synthetic")
+    holdout = _prefix(holdout, schema, steps, "holdout")
+
+    transformer = CohortTransformer(schema).fit(real)
+    layout = transformer.layout
+    enc = {
+        name: transformer.encode(f, dtype=np.float64)
+        for name, f in (("real", real), ("synthetic", synthetic), ("holdout", holdout))
+    }
+    numeric = [b.start for b in layout.numeric_blocks]
+    names_numeric = [b.name for b in layout.numeric_blocks]
+    static_discrete = [v.name for v in schema.variables if v.static and not v.is_numeric]
+    dynamic_discrete = [v.name for v in schema.variables if not v.static and not v.is_numeric]
+
+    # Fidelity
+    marg = fidelity.marginals(enc["real"], enc["synthetic"], layout)
+    pearson = {k: fidelity.pearson_matrix(enc[k]) for k in ("real", "synthetic")}
+    kendall = {
+        k: fidelity.kendall_matrix(f, schema.names, seed=seed)
+        for k, f in (("real", real), ("synthetic", synthetic))
+    }
+    trend, cycle = {}, {}
+    for k in ("real", "synthetic"):
+        trend[k], cycle[k] = fidelity.dynamic_correlations(enc[k][..., numeric])
+    tables = {
+        k: fidelity.joint_static_table(f, static_discrete, schema.id) if static_discrete else {}
+        for k, f in (("real", real), ("synthetic", synthetic))
+    }
+    coverage = fidelity.mode_coverage(tables["real"], tables["synthetic"])
+    max_lag = max(1, min(MAX_LAG, steps - 2))
+    acf = {k: fidelity.autocorrelation(enc[k][..., numeric], max_lag) for k in enc}
+    switches = {
+        k: fidelity.switch_rates(f, dynamic_discrete, schema.id)
+        for k, f in (("real", real), ("synthetic", synthetic))
+    }
+    ks = [m["ks"] for m in marg.values() if "ks" in m]
+    tvd = [m["tvd"] for m in marg.values() if "tvd" in m]
+    fid = {
+        "marginals": marg,
+        "ks_mean": float(np.mean(ks)) if ks else None,
+        "tvd_mean": float(np.mean(tvd)) if tvd else None,
+        "correlation_mae": fidelity.correlation_mae(pearson["real"], pearson["synthetic"]),
+        "kendall_mae": fidelity.correlation_mae(kendall["real"], kendall["synthetic"]),
+        "trend_correlation_mae": fidelity.correlation_mae(trend["real"], trend["synthetic"])
+        if len(numeric) > 1
+        else None,
+        "cycle_correlation_mae": fidelity.correlation_mae(cycle["real"], cycle["synthetic"])
+        if len(numeric) > 1
+        else None,
+        "mode_coverage": coverage["coverage"],
+        "smallest_group": coverage["smallest_group"],
+        "smallest_group_real_share": coverage["smallest_real_share"],
+        "smallest_group_synthetic_share": coverage["smallest_synthetic_share"],
+        "autocorrelation_mae": float(np.mean(np.abs(acf["real"] - acf["synthetic"]))),
+        "autocorrelation": {
+            name: {"real": acf["real"][i].tolist(), "synthetic": acf["synthetic"][i].tolist()}
+            for i, name in enumerate(names_numeric)
+        },
+        "switch_rates": {
+            c: {"real": switches["real"][c], "synthetic": switches["synthetic"][c]}
+            for c in dynamic_discrete
+        },
+    }
+
+    # Utility
+    util = {
+        "discriminative_score": utility.discriminative_score(
+            enc["real"], enc["synthetic"], seed=seed, epochs=epochs
+        )
+    }
+    if numeric and steps > 1:
+        util.update(
+            utility.predictive_scores(
+                enc["synthetic"], enc["real"], enc["holdout"], numeric, seed=seed, epochs=epochs
+            )
+        )
+
+    # Privacy
+    priv = privacy.distance_to_closest_record(enc["synthetic"], enc["real"], enc["holdout"])
+    priv["membership_auc"] = privacy.membership_auc(enc["synthetic"], enc["real"], enc["holdout"])
+    priv.update(_attribute_disclosure(enc, layout, schema, static_discrete))
+    priv["holdout_split_from_real"] = split
+
+    metrics = {
+        "setup": {
+            "real_patients": int(len(enc["real"])),
+            "synthetic_patients": int(len(enc["synthetic"])),
+            "holdout_patients": int(len(enc["holdout"])),
+            "months": steps,
+            "seed": seed,
+        },
+        "fidelity": fid,
+        "utility": util,
+        "privacy": priv,
+    }
+    metrics["verdicts"] = verdicts(metrics)
+    details = {
+        "encoded": enc,
+        "layout": layout,
+        "pearson": pearson,
+        "kendall": kendall,
+        "trend": trend,
+        "cycle": cycle,
+        "tables": tables,
+        "names": schema.names,
+        "numeric_names": names_numeric,
+        "encoded_names": layout.column_names(),
+    }
+    return metrics, details
+
+
+def _attribute_disclosure(enc, layout, schema, static_discrete):
+    if not static_discrete:
+        return {"attribute": None}
+    target = layout.block(static_discrete[-1])
+    static_cols = [c for c in layout.static_columns if not target.start <= c < target.end]
+    dynamic_cols = [c for c in range(layout.width) if c not in layout.static_columns]
+    months = min(ATTRIBUTE_MONTHS, enc["real"].shape[1])
+
+    def features(x):
+        return np.concatenate(
+            [x[:, 0, static_cols], x[:, :months, dynamic_cols].reshape(len(x), -1)], axis=1
+        )
+
+    def labels(x):
+        return np.argmax(x[:, 0, target.start : target.end], axis=1)
+
+    result = privacy.attribute_disclosure(
+        features(enc["synthetic"]),
+        labels(enc["synthetic"]),
+        features(enc["real"]),
+        labels(enc["real"]),
+    )
+    return {"attribute": target.name, **result}
+
+
+def verdicts(metrics):
+    """Plain-language verdict per area from the headline numbers."""
+    fid, util, priv = metrics["fidelity"], metrics["utility"], metrics["privacy"]
+    ks = fid["ks_mean"] or 0.0
+    coverage = fid["mode_coverage"]
+    coverage = 1.0 if coverage != coverage else coverage  # NaN: no static groups
+    dynamic = max(fid["trend_correlation_mae"] or 0.0, fid["cycle_correlation_mae"] or 0.0)
+    # Thresholds sit above the sampling noise of two disjoint halves of one
+    # cohort of a few hundred patients (correlation MAE about 0.05 there).
+    if fid["correlation_mae"] < 0.1 and ks < 0.1 and dynamic < 0.15 and coverage >= 0.75:
+        fidelity_verdict = "good: marginals, correlations, trends and groups match closely"
+    elif fid["correlation_mae"] < 0.2 and ks < 0.2 and dynamic < 0.3 and coverage >= 0.5:
+        fidelity_verdict = "fair: broadly similar, with visible differences"
+    else:
+        fidelity_verdict = "poor: distributions, correlations, trends or groups differ markedly"
+    ratio = util.get("tstr_ratio", 1.0)
+    if util["discriminative_score"] < 0.1 and ratio < 1.2:
+        utility_verdict = "good: hard to tell apart, and as useful for prediction"
+    elif util["discriminative_score"] < 0.25 and ratio < 1.5:
+        utility_verdict = "fair: partly distinguishable or less useful for prediction"
+    else:
+        utility_verdict = "poor: easily told apart from real data or much less useful"
+    if priv["exact_copies"] > 0 or priv["membership_auc"] > 0.7 or priv["dcr_ratio"] < 0.5:
+        privacy_verdict = "leak: synthetic patients copy or reveal training patients"
+    elif priv["membership_auc"] > 0.6 or priv["dcr_ratio"] < 0.8:
+        privacy_verdict = (
+            "caution: synthetic patients sit closer to training patients than new ones"
+        )
+    else:
+        privacy_verdict = "no sign of leakage: no copies, and training patients are not singled out"
+    if priv["holdout_split_from_real"]:
+        privacy_verdict += " (holdout split from --real: valid only if those patients were unseen)"
+    return {"fidelity": fidelity_verdict, "utility": utility_verdict, "privacy": privacy_verdict}

@@ -126,8 +126,9 @@ class WGANGP(keras.Model):
                 tf.stack([batch, 1, 1]), seed=seed + [0, _ALPHA_STREAM]
             )
             with tf.GradientTape() as tape:
-                real_scores = self.critic(real, training=True)
-                fake_scores = self.critic(fake, training=True)
+                # One critic loop over both batches; rows do not interact.
+                scores = self.critic(tf.concat([real, fake], axis=0), training=True)
+                real_scores, fake_scores = scores[:batch], scores[batch:]
                 penalty = gradient_penalty(self.critic, real, fake, alpha)
                 critic_loss = (
                     wasserstein_critic_loss(real_scores, fake_scores)

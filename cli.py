@@ -38,15 +38,20 @@ class Commands(click.Group):
     """Prints user errors as one line (no traceback) unless --debug is given."""
 
     def invoke(self, ctx):
-        from hg_keras.errors import InputError, TrainingError
+        from hg_keras.errors import InputError, TrainingError, TrainingInterrupted
 
         try:
             return super().invoke(ctx)
-        except (InputError, TrainingError) as error:
+        except (InputError, TrainingError, OSError) as error:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"error: {error}", err=True)
-            ctx.exit(2)
+            if isinstance(error, OSError):
+                where = f"{error.filename}: " if error.filename else ""
+                message = f"{where}{error.strerror or error}"
+            else:
+                message = str(error)
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(130 if isinstance(error, TrainingInterrupted) else 2)
 
 
 @click.group(cls=Commands)
@@ -108,6 +113,8 @@ def train(config_path, data, patients, epochs, seed, out, resume, evaluation):
         metrics, report = evaluate_run(run_dir)
         for area, verdict in metrics["verdicts"].items():
             click.echo(f"{area:>9}: {verdict}")
+        copies = metrics["privacy"]["exact_copies"]
+        click.echo(f"exact copies of training patients in the evaluation sample: {copies}")
         click.echo(f"report:            {report}")
     click.echo(f"sample from it:    python cli.py sample --model {run_dir} --n 500")
 
@@ -122,14 +129,25 @@ def train(config_path, data, patients, epochs, seed, out, resume, evaluation):
 @click.option(
     "--out", default="synthetic.csv", show_default=True, help="Output file, .csv or .parquet."
 )
-def sample(patients, model_dir, months, seed, out):
+@click.option(
+    "--max-copies",
+    type=int,
+    help="Refuse to write when more synthetic patients exactly copy a training patient.",
+)
+def sample(patients, model_dir, months, seed, out, max_copies):
     """Write N synthetic patients in the training data's long format."""
     from hg_keras.sampling import TrainedRun, sample_to_file
 
     run = TrainedRun(model_dir)
-    path = sample_to_file(run, patients, out, months=months, seed=seed)
+    path, copies = sample_to_file(
+        run, patients, out, months=months, seed=seed, max_copies=max_copies
+    )
     steps = run.months if months is None else months
     click.echo(f"wrote {patients} synthetic patients x {steps} steps to {path}")
+    if copies is None:
+        click.echo("exact copies of training patients: not checked (training cohort not found)")
+    else:
+        click.echo(f"exact copies of training patients: {copies}")
 
 
 @cli.command()

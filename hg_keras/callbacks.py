@@ -2,11 +2,13 @@
 
 import json
 import math
+import signal
 from pathlib import Path
 
 import keras
 
-from hg_keras.errors import TrainingError
+from hg_keras.errors import TrainingError, TrainingInterrupted
+from hg_keras.files import atomic_write
 
 
 def _finite(logs):
@@ -39,6 +41,54 @@ class NonFiniteGuard(keras.callbacks.Callback):
             )
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGINT/SIGTERM into a clean stop after the running batch.
+
+    The interrupted epoch is abandoned before Keras's epoch-end callbacks
+    run, so the checkpoint keeps the last completed epoch and the CSV log has
+    no partial row; ``--resume`` then repeats the interrupted epoch exactly.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, checkpoint_dir):
+        super().__init__()
+        self.checkpoint_dir = checkpoint_dir
+        self.received = None
+        self.epoch = 0
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def on_train_begin(self, logs=None):
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # Not the main thread: leave signals alone.
+                pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received:
+            self.restore()
+            raise TrainingInterrupted(
+                f"{self.received} during epoch {self.epoch + 1} (step {batch + 1}); "
+                f"the checkpoint in {self.checkpoint_dir} holds the {self.epoch} completed "
+                "epoch(s); continue with --resume"
+            )
+
+    def on_train_end(self, logs=None):
+        self.restore()
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
 class EpochCheckpoint(keras.callbacks.BackupAndRestore):
     """Keras's BackupAndRestore at every epoch end, kept after training.
 
@@ -49,9 +99,16 @@ class EpochCheckpoint(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir):
-        super().__init__(
-            backup_dir, save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
-        )
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+
+    def _save_model(self):
+        # BackupAndRestore writes in place; a kill mid-write would leave a torn
+        # file. Write each file beside itself and rename: weights first, then
+        # the epoch, so the metadata never names an epoch the weights lack.
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write(self._weights_path, self.model.save_weights, suffix=".weights.h5")
+        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        atomic_write(self._training_metadata_path, lambda tmp: Path(tmp).write_text(metadata))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and not _finite(logs):

@@ -12,3 +12,7 @@ class InputError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says where."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training was stopped by a signal; the last completed epoch is checkpointed."""

@@ -28,7 +28,8 @@ import tensorflow as tf
 
 from hg_keras.data.transforms import BOXCOX_EPS
 from hg_keras.errors import InputError
-from hg_keras.sampling import TrainedRun, latent_noise
+from hg_keras.noise import latent_noise
+from hg_keras.sampling import TrainedRun
 
 MODEL_NAME = "hg_keras"
 

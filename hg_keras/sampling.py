@@ -14,24 +14,13 @@ import tensorflow as tf
 from hg_keras.config import load_config
 from hg_keras.data.transforms import CohortTransformer
 from hg_keras.errors import InputError
+from hg_keras.evaluation.privacy import patient_fingerprints
 from hg_keras.files import atomic_write
+from hg_keras.noise import latent_noise
 
 CHUNK_PATIENTS = 10_000
 RUN_FILES = ("generator.keras", "transforms.json", "config.yaml")
 FORMATS = (".csv", ".parquet")
-
-
-def latent_noise(patients, steps, latent_dim, seed, distribution="uniform"):
-    """Stateless latent noise `(patients, steps, latent_dim)`.
-
-    Args:
-        seed: int32/int64 tensor or pair of shape (2,).
-        distribution: ``uniform`` (v1's U[0, 1)) or ``normal``.
-    """
-    shape = tf.stack([patients, steps, latent_dim])
-    if distribution == "uniform":
-        return tf.random.stateless_uniform(shape, seed=seed)
-    return tf.random.stateless_normal(shape, seed=seed)
 
 
 class TrainedRun:
@@ -83,6 +72,23 @@ class TrainedRun:
         )
         return np.asarray(self.generator(noise, training=False))
 
+    def training_fingerprints(self, months):
+        """Fingerprints of the training patients' first `months` steps, or None.
+
+        None when the training cohort can no longer be read (moved or deleted).
+        """
+        from hg_keras.training import load_training_cohort
+
+        try:
+            frame = load_training_cohort(self.config, self.info.get("data"))
+        except InputError:
+            return None
+        frame = frame[frame.groupby(self.schema.id).cumcount() < months]
+        if frame.groupby(self.schema.id).size().min() < months:
+            return set()  # Shorter training patients cannot be copied at this length.
+        encoded = self.transformer.encode(frame)
+        return set(patient_fingerprints(encoded, self.transformer.layout))
+
     def sample_frame(self, patients, months=None, seed=0, chunk=0, first_id=0):
         """One chunk of synthetic patients as a long-format frame (clinical units, codes)."""
         months = self.months if months is None else months
@@ -90,7 +96,9 @@ class TrainedRun:
         return self.transformer.decode(self.encoded(patients, months, seed, chunk), patient_ids=ids)
 
 
-def sample_to_file(run, n, out, months=None, seed=0, chunk_patients=CHUNK_PATIENTS, verbose=True):
+def sample_to_file(
+    run, n, out, months=None, seed=0, chunk_patients=CHUNK_PATIENTS, verbose=True, max_copies=None
+):
     """Writes `n` synthetic patients to `out` (.csv or .parquet) in chunks.
 
     The file appears only when complete: chunks go to a temporary file in the
@@ -104,9 +112,16 @@ def sample_to_file(run, n, out, months=None, seed=0, chunk_patients=CHUNK_PATIEN
         seed: int.
         chunk_patients: int, patients generated and written at a time (bounds memory).
         verbose: bool, show a progress bar when there is more than one chunk.
+        max_copies: int or None; refuse to write the file when more synthetic
+            patients than this exactly copy a training patient.
 
     Returns:
-        Path of the written file.
+        (path of the written file, number of exact copies or None when the
+        training cohort could not be read to check).
+
+    Raises:
+        InputError: bad arguments, or more copies than `max_copies` (nothing
+            is written then).
     """
     out = Path(out)
     if n < 1:
@@ -120,6 +135,14 @@ def sample_to_file(run, n, out, months=None, seed=0, chunk_patients=CHUNK_PATIEN
     months = run.months if months is None else months
     if months < 1:
         raise InputError(f"--months must be positive, got {months}")
+    if max_copies is not None and max_copies < 0:
+        raise InputError(f"--max-copies must be 0 or more, got {max_copies}")
+    training = run.training_fingerprints(months)
+    if training is None and max_copies is not None:
+        raise InputError(
+            f"cannot check copies: the training cohort {run.info.get('data')} is not readable"
+        )
+    copies = 0
     starts = range(0, n, chunk_patients)
     progress = None
     if verbose and len(starts) > 1:
@@ -128,11 +151,22 @@ def sample_to_file(run, n, out, months=None, seed=0, chunk_patients=CHUNK_PATIEN
         progress = keras.utils.Progbar(n, unit_name="patient")
 
     def write(tmp):
+        nonlocal copies
         writer = None
         try:
             for chunk, start in enumerate(starts):
                 size = min(chunk_patients, n - start)
-                frame = run.sample_frame(size, months, seed=seed, chunk=chunk, first_id=start)
+                encoded = run.encoded(size, months, seed, chunk)
+                if training is not None:
+                    keys = patient_fingerprints(encoded, run.transformer.layout)
+                    copies += sum(key in training for key in keys)
+                    if max_copies is not None and copies > max_copies:
+                        raise InputError(
+                            f"{copies} synthetic patients exactly copy a training patient "
+                            f"(--max-copies {max_copies}); nothing was written to {out}"
+                        )
+                ids = np.arange(start, start + size)
+                frame = run.transformer.decode(encoded, patient_ids=ids)
                 writer = _write_chunk(frame, tmp, out.suffix.lower(), writer, first=chunk == 0)
                 if progress is not None:
                     progress.update(start + size)
@@ -141,7 +175,7 @@ def sample_to_file(run, n, out, months=None, seed=0, chunk_patients=CHUNK_PATIEN
                 writer.close()
 
     atomic_write(out, write, suffix=out.suffix)
-    return out
+    return out, (copies if training is not None else None)
 
 
 def _write_chunk(frame, path, suffix, writer, first):

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, completed_epochs
+from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
 from hg_keras.config import load_config, save_config
 from hg_keras.data.cohort import load_cohort
 from hg_keras.data.pipeline import correlation_target, curriculum_dataset, steps_per_epoch
@@ -27,8 +27,6 @@ from hg_keras.data.transforms import CohortTransformer
 from hg_keras.errors import InputError
 from hg_keras.files import atomic_write
 from hg_keras.models import WGANGP, Critic, Generator
-
-RUN_FILES = ("config.yaml", "run.json", "transforms.json")
 
 
 def build_wgan(config, transformer, target):
@@ -158,14 +156,7 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         save_config(config, out / "config.yaml")
         transformer.save(out / "transforms.json")
     start_epoch = completed_epochs(checkpoint_dir)
-    _write_json(
-        out / "run.json",
-        {
-            "data": str(data) if data else None,
-            "patients": patients,
-            "epochs_completed": start_epoch,
-        },
-    )
+    _write_run_info(out, data, patients, checkpoint_dir)
 
     wgan = build_wgan(config, transformer, correlation_target(encoded))
     dataset = curriculum_dataset(
@@ -173,7 +164,9 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
     )
     guard = NonFiniteGuard()
     (out / "logs").mkdir(exist_ok=True)
+    stopper = StopOnSignal(checkpoint_dir)
     callbacks = [
+        stopper,
         guard,
         EpochCheckpoint(str(checkpoint_dir)),
         keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"), append=resume),
@@ -188,25 +181,21 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
     )
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    wgan.fit(
-        dataset,
-        epochs=training.epochs,
-        initial_epoch=start_epoch,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=verbose,
-    )
+    try:
+        wgan.fit(
+            dataset,
+            epochs=training.epochs,
+            initial_epoch=start_epoch,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=verbose,
+        )
+    finally:
+        stopper.restore()
+        _write_run_info(out, data, patients, checkpoint_dir)
     guard.raise_if_failed(checkpoint_dir)
 
     save_generator(wgan.generator, out / "generator.keras")
-    _write_json(
-        out / "run.json",
-        {
-            "data": str(data) if data else None,
-            "patients": patients,
-            "epochs_completed": completed_epochs(checkpoint_dir),
-        },
-    )
     link_latest(out)
     return out
 
@@ -225,6 +214,15 @@ def link_latest(run_dir):
         tmp.unlink()
     tmp.symlink_to(run_dir.name)
     os.replace(tmp, link)
+
+
+def _write_run_info(out, data, patients, checkpoint_dir):
+    info = {
+        "data": str(data) if data else None,
+        "patients": patients,
+        "epochs_completed": completed_epochs(checkpoint_dir),
+    }
+    _write_json(out / "run.json", info)
 
 
 def _write_json(path, data):

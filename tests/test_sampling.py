@@ -7,6 +7,7 @@ from cli import cli
 from hg_keras import sampling
 from hg_keras.data import load_cohort
 from hg_keras.errors import InputError
+from hg_keras.evaluation.privacy import patient_fingerprints
 from hg_keras.sampling import TrainedRun, sample_to_file
 
 
@@ -50,9 +51,10 @@ def test_default_months_and_parquet(trained_run, tmp_path):
 
 def test_chunks_stream_in_order(trained_run, tmp_path):
     run_ = TrainedRun(trained_run)
-    out = sample_to_file(
+    out, copies = sample_to_file(
         run_, 5, tmp_path / "s.csv", months=3, seed=4, chunk_patients=2, verbose=False
     )
+    assert copies == 0
     frame = pd.read_csv(out)
     assert frame["PatientID"].tolist() == np.repeat(np.arange(5), 3).tolist()
     second_chunk = run_.sample_frame(2, 3, seed=4, chunk=1, first_id=2)
@@ -105,3 +107,69 @@ def test_model_folder_that_is_not_a_run(tmp_path):
     assert "no such model folder" in result.output
     with pytest.raises(InputError):
         TrainedRun(tmp_path)
+
+
+def test_copies_of_training_patients_are_counted_and_refused(trained_run, tmp_path, monkeypatch):
+    """A generator that memorised its training set must not be released with --max-copies 0."""
+    run_ = TrainedRun(trained_run)
+    memorised = set(patient_fingerprints(run_.encoded(3, 4, seed=5), run_.transformer.layout))
+    monkeypatch.setattr(TrainedRun, "training_fingerprints", lambda self, months: memorised)
+    out = tmp_path / "s.csv"
+    _, copies = sample_to_file(run_, 3, out, months=4, seed=5, verbose=False)
+    assert copies == 3
+    out.unlink()
+    with pytest.raises(InputError, match="3 synthetic patients exactly copy a training patient"):
+        sample_to_file(run_, 3, out, months=4, seed=5, verbose=False, max_copies=2)
+    assert list(tmp_path.iterdir()) == []
+    result = run(
+        "sample",
+        "--model",
+        trained_run,
+        "--n",
+        3,
+        "--months",
+        4,
+        "--seed",
+        5,
+        "--max-copies",
+        0,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 2 and "(--max-copies 0); nothing was written" in result.output
+    assert not out.exists()
+
+
+def test_sample_reports_copies(trained_run, tmp_path):
+    result = run("sample", "--model", trained_run, "--n", 3, "--out", tmp_path / "s.csv")
+    assert "exact copies of training patients: 0" in result.output
+
+
+def test_fingerprints_match_only_identical_records(art_schema):
+    from hg_keras.data import CohortTransformer
+
+    frame = load_cohort(patients=4)
+    transformer = CohortTransformer(art_schema).fit(frame)
+    encoded = transformer.encode(frame)
+    keys = patient_fingerprints(encoded, transformer.layout)
+    assert len(set(keys)) == 4
+    soft = encoded.copy()
+    soft[..., 3:] = soft[..., 3:] * 0.9 + 0.01  # same argmax: still the same record
+    assert patient_fingerprints(soft, transformer.layout) == keys
+    moved = encoded.copy()
+    moved[0, 5, 0] += 1e-4
+    assert patient_fingerprints(moved, transformer.layout)[0] != keys[0]
+
+
+def test_disk_full_is_one_line_and_keeps_previous_file(trained_run, tmp_path, monkeypatch):
+    out = tmp_path / "s.csv"
+    out.write_text("previous\n")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out))
+
+    monkeypatch.setattr(sampling, "_write_chunk", full)
+    result = run("sample", "--model", trained_run, "--n", 2, "--out", out)
+    assert result.exit_code == 2
+    assert result.output.strip().endswith(f"error: {out}: No space left on device")
+    assert out.read_text() == "previous\n"

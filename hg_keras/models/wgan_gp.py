@@ -9,7 +9,7 @@ from hg_keras.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from hg_keras.sampling import latent_noise
+from hg_keras.noise import latent_noise
 
 # Offsets that keep the noise, alpha and generator streams apart for one step.
 _ALPHA_STREAM = 1_000_003

@@ -4,11 +4,20 @@ from hg_keras.config import Config, ModelConfig, TrainingConfig, load_config, sa
 from hg_keras.data import CohortTransformer, FeatureLayout, Schema, load_cohort
 from hg_keras.errors import InputError
 
+# Importing the layers and models registers them with Keras, so saved
+# generators load in any process that imports hg_keras.
+from hg_keras.layers import GateLSTM  # noqa: E402
+from hg_keras.models import WGANGP, Critic, Generator  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
     "CohortTransformer",
     "Config",
+    "Critic",
+    "GateLSTM",
+    "Generator",
+    "WGANGP",
     "FeatureLayout",
     "InputError",
     "ModelConfig",

@@ -36,6 +36,8 @@ class TrainedRun:
     def __init__(self, run_dir):
         import keras
 
+        import hg_keras.models  # noqa: F401  (registers the saved classes with Keras)
+
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise InputError(f"{run_dir}: no such model folder; train one with python cli.py train")

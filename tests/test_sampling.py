@@ -173,3 +173,33 @@ def test_disk_full_is_one_line_and_keeps_previous_file(trained_run, tmp_path, mo
     assert result.exit_code == 2
     assert result.output.strip().endswith(f"error: {out}: No space left on device")
     assert out.read_text() == "previous\n"
+
+
+def test_sample_in_a_fresh_process(trained_run, tmp_path):
+    """Loading a saved generator must not depend on classes imported by training."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "fresh.csv"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(root / "cli.py"),
+            "sample",
+            "--model",
+            str(trained_run),
+            "--n",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert len(pd.read_csv(out)) == 2 * 6

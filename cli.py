@@ -22,7 +22,10 @@ def _import_tensorflow_quietly():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                import tensorflow  # noqa: F401
+                import tensorflow
+
+                # Device discovery prints a cuInit error on machines without a GPU.
+                tensorflow.config.list_physical_devices()
             except ImportError:
                 pass  # Raised again, with its message, where it is first needed.
     finally:
@@ -223,6 +226,24 @@ def export(model_dir, out, version):
     path = export_run(model_dir, out=out, version=version)
     click.echo(f"SavedModel: {path}")
     click.echo(f"inspect:    saved_model_cli show --dir {path} --all")
+
+
+@cli.command()
+@click.option("--out", default="bench.json", show_default=True, help="JSON file for the figures.")
+@click.option(
+    "--quick", is_flag=True, help="Fewer lengths and repeats (about 2 minutes on 2 cores)."
+)
+@click.option(
+    "--model",
+    "model_dir",
+    help="Time this run's SavedModel [default: an untrained generator of the same shape].",
+)
+def bench(out, quick, model_dir):
+    """Time the WGAN-GP step and the sampler; compare with a keras.layers.LSTM reference."""
+    from hg_keras.bench import run_benchmark
+
+    run_benchmark(out=out, quick=quick, run_dir=model_dir)
+    click.echo(f"figures: {out}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ from hg_keras.files import atomic_write
 from hg_keras.models import WGANGP, Critic, Generator
 
 
-def build_wgan(config, transformer, target):
-    """Builds and compiles the WGAN-GP for `config` (weights from the global seed)."""
+def build_wgan(config, transformer, target, recurrent="gate"):
+    """Builds and compiles the WGAN-GP for `config` (weights from the global seed).
+
+    Args:
+        recurrent: ``gate`` (the model) or ``keras`` (the benchmark's
+            ``keras.layers.LSTM`` reference of the same sizes and losses).
+    """
     features = transformer.layout.spec()
     model = config.model
     generator = Generator(
@@ -39,9 +44,10 @@ def build_wgan(config, transformer, target):
         hidden_units=model.hidden_units,
         align_backward=model.align_backward,
         static_head=model.static_head,
+        recurrent=recurrent,
         name="generator",
     )
-    critic = Critic(features, hidden_units=model.hidden_units, name="critic")
+    critic = Critic(features, hidden_units=model.hidden_units, recurrent=recurrent, name="critic")
     training = config.training
     wgan = WGANGP(
         generator,

@@ -157,15 +157,24 @@ def _serialize(initializer):
     return keras.initializers.serialize(initializer)
 
 
-def bidirectional_gate_lstm(units, return_sequences=True, name=None):
+def bidirectional_gate_lstm(units, return_sequences=True, name=None, recurrent="gate"):
     """``keras.layers.Bidirectional`` over :class:`GateLSTM` (outputs concatenated).
 
     With sequences, Keras flips the backward stream back into time order, so
     position t holds both directions' features for step t.
+
+    Args:
+        recurrent: ``gate`` (default, :class:`GateLSTM`) or ``keras``: a
+            ``keras.layers.LSTM`` of the same size without cuDNN, the
+            reference that ``python cli.py bench`` compares against.
     """
-    return keras.layers.Bidirectional(
-        GateLSTM(units, return_sequences=return_sequences), merge_mode="concat", name=name
-    )
+    if recurrent == "gate":
+        layer = GateLSTM(units, return_sequences=return_sequences)
+    elif recurrent == "keras":
+        layer = keras.layers.LSTM(units, return_sequences=return_sequences, use_cudnn=False)
+    else:
+        raise ValueError(f"recurrent must be 'gate' or 'keras', got {recurrent!r}")
+    return keras.layers.Bidirectional(layer, merge_mode="concat", name=name)
 
 
 @keras.saving.register_keras_serializable(package="hg_keras")

@@ -12,16 +12,19 @@ class Critic(keras.Model):
     Args:
         features: dict from ``FeatureLayout.spec()``.
         hidden_units: int, dense and LSTM width (v1: 128).
+        recurrent: str, ``gate`` (:class:`GateLSTM`) or ``keras`` (benchmark reference).
 
     Input shape: `(batch, time, width)`. Output shape: `(batch, 1)`, unbounded.
     """
 
-    def __init__(self, features, hidden_units=128, **kwargs):
+    def __init__(self, features, hidden_units=128, recurrent="gate", **kwargs):
         # Layers
         embed = SoftEmbedding(features["numeric_width"], features["blocks"], name="embedding")
         dense_1 = keras.layers.Dense(hidden_units, name="dense_1")
         dense_2 = keras.layers.Dense(hidden_units, name="dense_2")
-        recurrent = bidirectional_gate_lstm(hidden_units, return_sequences=False, name="bilstm")
+        recurrent_layer = bidirectional_gate_lstm(
+            hidden_units, return_sequences=False, name="bilstm", recurrent=recurrent
+        )
         score = keras.layers.Dense(1, name="score")
 
         # Graph
@@ -29,15 +32,21 @@ class Critic(keras.Model):
         x = embed(sequences)
         x = keras.layers.LeakyReLU(0.1, name="act_1")(dense_1(x))
         x = keras.layers.LeakyReLU(0.1, name="act_2")(dense_2(x))
-        outputs = score(recurrent(x))
+        outputs = score(recurrent_layer(x))
         super().__init__(inputs=sequences, outputs=outputs, **kwargs)
 
         # Config
         self.features = features
         self.hidden_units = hidden_units
+        self.recurrent = recurrent
 
     def get_config(self):
-        return {"name": self.name, "features": self.features, "hidden_units": self.hidden_units}
+        return {
+            "name": self.name,
+            "features": self.features,
+            "hidden_units": self.hidden_units,
+            "recurrent": self.recurrent,
+        }
 
     @classmethod
     def from_config(cls, config):

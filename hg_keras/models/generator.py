@@ -27,6 +27,8 @@ class Generator(keras.Model):
         static_head: str, ``pooled`` (default) averages the logits of static
             columns over time, so a synthetic patient has one Gender and one
             Ethnic; ``v1`` lets them vary month to month.
+        recurrent: str, ``gate`` (:class:`GateLSTM`) or ``keras`` (the
+            ``keras.layers.LSTM`` reference used by the benchmark).
 
     Input shape: `(batch, time, latent_dim)`.
     Output shape: `(batch, time, width)`: sigmoid numerics, softmax blocks.
@@ -39,12 +41,13 @@ class Generator(keras.Model):
         hidden_units=128,
         align_backward=True,
         static_head="pooled",
+        recurrent="gate",
         **kwargs,
     ):
         if static_head not in ("pooled", "v1"):
             raise ValueError(f"static_head must be 'pooled' or 'v1', got {static_head!r}")
         # Layers
-        recurrent = bidirectional_gate_lstm(hidden_units, name="bilstm")
+        recurrent_layer = bidirectional_gate_lstm(hidden_units, name="bilstm", recurrent=recurrent)
         dense_1 = keras.layers.Dense(hidden_units, name="dense_1")
         dense_2 = keras.layers.Dense(hidden_units, name="dense_2")
         logits = keras.layers.Dense(features["width"], name="logits")
@@ -52,7 +55,7 @@ class Generator(keras.Model):
 
         # Graph
         noise = keras.Input(shape=(None, latent_dim), name="noise")
-        x = recurrent(noise)
+        x = recurrent_layer(noise)
         if not align_backward:
             x = FlipBackwardHalf(hidden_units, name="v1_unaligned")(x)
         x = keras.layers.LeakyReLU(0.1, name="act_1")(dense_1(x))
@@ -69,6 +72,7 @@ class Generator(keras.Model):
         self.hidden_units = hidden_units
         self.align_backward = align_backward
         self.static_head = static_head
+        self.recurrent = recurrent
 
     def get_config(self):
         return {
@@ -78,6 +82,7 @@ class Generator(keras.Model):
             "hidden_units": self.hidden_units,
             "align_backward": self.align_backward,
             "static_head": self.static_head,
+            "recurrent": self.recurrent,
         }
 
     @classmethod

@@ -78,6 +78,35 @@ def test_equals_keras_lstm_cell_with_copied_weights(inputs):
     assert np.abs(np.asarray(keras_rnn(inputs)) - ours).max() < 1e-5
 
 
+def test_gradients_equal_keras_lstm_cell_with_copied_weights(inputs):
+    """The hoisted input projection changes no gradient: compare with Keras's cell loop."""
+    units = 6
+    layer = GateLSTM(units)
+    layer(inputs)
+    i2h_kernel, i2h_bias, h2h_kernel, h2h_bias = layer.get_weights()
+
+    def reorder(w):
+        f, i, a, o = np.split(w, 4, axis=-1)
+        return np.concatenate([i, f, a, o], axis=-1)
+
+    keras_rnn = keras.layers.RNN(keras.layers.LSTMCell(units), return_sequences=True)
+    keras_rnn(inputs)
+    keras_rnn.set_weights([reorder(i2h_kernel), reorder(h2h_kernel), reorder(i2h_bias + h2h_bias)])
+    x = tf.constant(inputs)
+    target = tf.constant(np.random.default_rng(5).normal(size=(3, 5, units)), tf.float32)
+    grads = []
+    for model in (layer, keras_rnn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(model(x) * target)
+        grads.append(tape.gradient(loss, [x] + model.trainable_variables))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], atol=1e-5)
+    np.testing.assert_allclose(reorder(grads[0][1].numpy()), grads[1][1], atol=1e-5)  # i2h
+    np.testing.assert_allclose(reorder(grads[0][3].numpy()), grads[1][2], atol=1e-5)  # h2h
+    np.testing.assert_allclose(reorder(grads[0][2].numpy()), grads[1][3], atol=1e-5)  # bias
+    np.testing.assert_allclose(grads[0][2], grads[0][4], atol=1e-6)  # both biases alike
+
+
 def test_second_order_gradients_are_finite(inputs):
     layer = GateLSTM(6, return_sequences=False)
     x = tf.constant(inputs)

@@ -5,8 +5,8 @@ clients of TF Serving get clinical units and the schema's codes without
 hg_keras. Signatures:
 
 * ``serving_default(n, seq_len, seed)``: `n` patients of `seq_len` steps
-  from stateless noise keyed by `seed` (the same patients as
-  ``python cli.py sample --seed seed`` for n up to one chunk).
+  from stateless noise keyed by `seed`, generated in chunks: the same
+  patients as ``python cli.py sample --seed seed``, for any `n`.
 * ``sample_from_noise(noise)``: decoded outputs for explicit noise
   `(patients, steps, latent_dim)`.
 * ``sample_encoded(noise)``: the generator's raw `(patients, steps, features)`
@@ -29,7 +29,7 @@ import tensorflow as tf
 from hg_keras.data.transforms import BOXCOX_EPS
 from hg_keras.errors import InputError
 from hg_keras.noise import latent_noise
-from hg_keras.sampling import TrainedRun
+from hg_keras.sampling import CHUNK_PATIENTS, TrainedRun
 
 MODEL_NAME = "hg_keras"
 
@@ -70,7 +70,7 @@ def decode_in_graph(encoded, transformer):
     return outputs
 
 
-def export_run(run_dir, out=None, version=None):
+def export_run(run_dir, out=None, version=None, chunk_patients=CHUNK_PATIENTS):
     """Writes the run's generator as a versioned SavedModel for TF Serving.
 
     Args:
@@ -78,6 +78,7 @@ def export_run(run_dir, out=None, version=None):
         out: the model's base folder (TF Serving's ``model_base_path``);
             default ``<run_dir>/serving/hg_keras``.
         version: int; default one more than the highest version there.
+        chunk_patients: int, patients generated at a time by ``serving_default``.
 
     Returns:
         Path of ``<out>/<version>`` (it holds ``saved_model.pb``).
@@ -94,7 +95,7 @@ def export_run(run_dir, out=None, version=None):
     if target.exists():
         raise InputError(f"{target}: already exists; TF Serving versions are never overwritten")
 
-    archive = build_archive(run)
+    archive = build_archive(run, chunk_patients)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=out))
     try:
@@ -105,8 +106,13 @@ def export_run(run_dir, out=None, version=None):
     return target
 
 
-def build_archive(run):
-    """The ``keras.export.ExportArchive`` with the three signatures."""
+def build_archive(run, chunk_patients=CHUNK_PATIENTS):
+    """The ``keras.export.ExportArchive`` with the three signatures.
+
+    ``serving_default`` generates in chunks of `chunk_patients` with noise
+    keyed by ``(seed, chunk)``, exactly as ``sample`` does: memory stays
+    bounded for large `n` and both give the same patients for any `n`.
+    """
     generator, transformer = run.generator, run.transformer
     latent_dim = generator.latent_dim
     distribution = run.config.model.latent_distribution
@@ -122,9 +128,23 @@ def build_archive(run):
     def serving_default(n, seq_len, seed):
         tf.debugging.assert_positive(n, message="n must be positive")
         tf.debugging.assert_positive(seq_len, message="seq_len must be positive")
-        seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-        noise = latent_noise(n, seq_len, latent_dim, seed_pair, distribution)
-        return decode_in_graph(generator(noise, training=False), transformer)
+        chunks = (n + chunk_patients - 1) // chunk_patients
+
+        def body(k, arrays):
+            size = tf.minimum(chunk_patients, n - k * chunk_patients)
+            seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(k, tf.int64)])
+            noise = latent_noise(size, seq_len, latent_dim, seed_pair, distribution)
+            decoded = decode_in_graph(generator(noise, training=False), transformer)
+            return k + 1, {name: arrays[name].write(k, decoded[name]) for name in arrays}
+
+        arrays = {
+            output_name(v.name): tf.TensorArray(
+                tf.float64 if v.is_numeric else tf.int32, size=chunks, infer_shape=False
+            )
+            for v in transformer.schema.variables
+        }
+        _, arrays = tf.while_loop(lambda k, _: k < chunks, body, (tf.constant(0), arrays))
+        return {name: array.concat() for name, array in arrays.items()}
 
     @tf.function(input_signature=[noise_spec])
     def sample_from_noise(noise):

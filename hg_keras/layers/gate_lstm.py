@@ -20,11 +20,15 @@ from keras import ops
 class GateLSTM(keras.layers.Layer):
     """An LSTM with Health Gym's gate equations and weight layout.
 
-    The input projection ``x W_i + b_i`` is computed for all time steps in one
-    matmul before the recurrence; only ``h W_h`` runs inside the loop. The loop
-    is a ``tf.scan`` (a ``tf.while_loop``), which supports second-order
-    gradients and any sequence length. ``keras.ops.scan`` is not used: in
-    Keras 3.15 its TF backend sizes the per-step outputs like the carry.
+    The loop is a ``tf.while_loop`` over TensorArrays (as Keras's own RNN
+    loop on the TF backend), which supports second-order gradients and any
+    sequence length, and stores only `h`, and only when sequences are
+    returned. Measured for a gradient penalty through one layer (batch 256,
+    60 steps, 128 units, 2-core CPU): hoisting ``x W_i`` out of the loop into
+    one matmul made it slower (0.18 s against 0.14 s: the loop then carries
+    4*units-wide inputs through both backward passes), and so was
+    ``tf.scan``. ``keras.ops.scan`` is not used: in Keras 3.15 its TF backend
+    sizes the per-step outputs like the carry.
 
     Args:
         units: int, hidden size.
@@ -106,24 +110,34 @@ class GateLSTM(keras.layers.Layer):
         x = ops.convert_to_tensor(inputs)
         if self.go_backwards:
             x = ops.flip(x, axis=1)
-        # (time, batch, 4*units): the input projection for every step at once.
-        projected = ops.transpose(ops.matmul(x, self.i2h_kernel) + self.i2h_bias, (1, 0, 2))
-        units = self.units
-        recurrent_kernel = self.h2h_kernel
-        recurrent_bias = self.h2h_bias
+        time_major = ops.transpose(x, (1, 0, 2))
+        steps = tf.shape(time_major)[0]
+        inputs_ta = tf.TensorArray(x.dtype, size=steps).unstack(time_major)
+        outputs_ta = tf.TensorArray(x.dtype, size=steps if self.return_sequences else 0)
+        zeros = tf.zeros((tf.shape(x)[0], self.units), dtype=x.dtype)
 
-        def step(state, z):
-            h, c = state[:, :units], state[:, units:]
-            z = z + ops.matmul(h, recurrent_kernel) + recurrent_bias
+        def step(t, h, c, outputs):
+            z = (
+                ops.matmul(inputs_ta.read(t), self.i2h_kernel)
+                + self.i2h_bias
+                + ops.matmul(h, self.h2h_kernel)
+                + self.h2h_bias
+            )
             f, i, a, o = ops.split(z, 4, axis=-1)
             c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(a)
             h = ops.sigmoid(o) * ops.tanh(c)
-            return ops.concatenate([h, c], axis=-1)
+            if self.return_sequences:
+                outputs = outputs.write(t, h)
+            return t + 1, h, c, outputs
 
-        initial = ops.zeros((ops.shape(x)[0], 2 * units), dtype=projected.dtype)
-        states = tf.scan(step, projected, initializer=initial)  # (time, batch, 2*units)
-        h_last, c_last = states[-1, :, :units], states[-1, :, units:]
-        output = ops.transpose(states[:, :, :units], (1, 0, 2)) if self.return_sequences else h_last
+        _, h_last, c_last, outputs_ta = tf.while_loop(
+            lambda t, *_: t < steps,
+            step,
+            (tf.constant(0), zeros, zeros, outputs_ta),
+            parallel_iterations=32,
+            swap_memory=True,
+        )
+        output = ops.transpose(outputs_ta.stack(), (1, 0, 2)) if self.return_sequences else h_last
         if self.return_state:
             return output, h_last, c_last
         return output

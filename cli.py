@@ -41,6 +41,7 @@ class Commands(click.Group):
     """Prints user errors as one line (no traceback) unless --debug is given."""
 
     def invoke(self, ctx):
+        _import_tensorflow_quietly()  # before hg_keras, whose import loads TensorFlow
         from hg_keras.errors import InputError, TrainingError, TrainingInterrupted
 
         try:
@@ -61,7 +62,6 @@ class Commands(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 def cli(debug):
     """Health Gym v1 in Keras 3: synthetic longitudinal patient cohorts."""
-    _import_tensorflow_quietly()
 
 
 @cli.command()

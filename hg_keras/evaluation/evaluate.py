@@ -82,8 +82,11 @@ def evaluate(real, synthetic, schema, holdout=None, seed=0, epochs=10):
     trend, cycle = {}, {}
     for k in ("real", "synthetic"):
         trend[k], cycle[k] = fidelity.dynamic_correlations(enc[k][..., numeric])
+    labels = {v.name: dict(v.levels) for v in schema.variables if not v.is_numeric}
     tables = {
-        k: fidelity.joint_static_table(f, static_discrete, schema.id) if static_discrete else {}
+        k: fidelity.joint_static_table(f, static_discrete, schema.id, labels)
+        if static_discrete
+        else {}
         for k, f in (("real", real), ("synthetic", synthetic))
     }
     coverage = fidelity.mode_coverage(tables["real"], tables["synthetic"])
@@ -165,6 +168,7 @@ def evaluate(real, synthetic, schema, holdout=None, seed=0, epochs=10):
         "names": schema.names,
         "numeric_names": names_numeric,
         "encoded_names": layout.column_names(),
+        "labels": {name: list(levels.values()) for name, levels in labels.items()},
     }
     return metrics, details
 

@@ -122,16 +122,24 @@ def _fisher_mean(series):
     return matrix
 
 
-def joint_static_table(frame, columns, id_column):
+def joint_static_table(frame, columns, id_column, labels=None):
     """Share of patients in each combination of the static discrete `columns`.
 
+    Args:
+        labels: optional dict column -> {code: label} to name the groups.
+
     Returns:
-        dict "Gender=1, Ethnic=4" -> share of patients.
+        dict "Gender=Male, Ethnic=Other" (or "Gender=1, Ethnic=4") -> share of patients.
     """
+    labels = labels or {}
     first = frame.groupby(id_column, sort=False)[list(columns)].first()
     shares = first.value_counts(normalize=True)
+
+    def name(column, code):
+        return labels.get(column, {}).get(int(code), int(code))
+
     return {
-        ", ".join(f"{c}={int(v)}" for c, v in zip(columns, np.atleast_1d(key))): float(share)
+        ", ".join(f"{c}={name(c, v)}" for c, v in zip(columns, np.atleast_1d(key))): float(share)
         for key, share in shares.items()
     }
 

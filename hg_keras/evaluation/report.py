@@ -92,7 +92,7 @@ def _distributions(details):
     blocks = details["layout"].blocks
     columns = 4
     rows = math.ceil(len(blocks) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), squeeze=False)
     for ax, block in zip(axes.ravel(), blocks):
         r = real[..., block.start : block.end].reshape(-1, block.end - block.start)
         s = synthetic[..., block.start : block.end].reshape(-1, block.end - block.start)
@@ -107,18 +107,22 @@ def _distributions(details):
             shares_s = np.bincount(np.argmax(s, 1), minlength=len(levels)) / len(s)
             ax.bar(levels - 0.2, shares_r, width=0.4, label="real")
             ax.bar(levels + 0.2, shares_s, width=0.4, label="synthetic")
-            ax.set_xticks(levels)
-            ax.set_xlabel("level (one-hot position)")
+            names = details["labels"].get(block.name, [str(k) for k in levels])
+            ax.set_xticks(
+                levels, names, rotation=30 if len(levels) > 2 else 0, ha="right", fontsize=8
+            )
+            ax.set_ylabel("share of months")
         ax.set_title(block.name)
     for ax in axes.ravel()[len(blocks) :]:
         ax.axis("off")
     axes[0, 0].legend()
     fig.suptitle("Distributions: real vs synthetic")
+    fig.tight_layout()
     return _png(fig)
 
 
 def _heatmaps(details):
-    panels = [("Static (Pearson, encoded)", details["pearson"], details["encoded_names"])]
+    panels = [("Static", details["pearson"], details["encoded_names"])]
     if len(details["numeric_names"]) > 1:
         panels += [
             ("Trend", details["trend"], details["numeric_names"]),
@@ -136,7 +140,7 @@ def _heatmaps(details):
         ):
             ax = axes[row, col]
             image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
-            ax.set_title(f"{title}: {label}")
+            ax.set_title(f"{title}: {label}", fontsize=10)
             if len(names) <= 15:
                 ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
                 ax.set_yticks(range(len(names)), names, fontsize=7)

@@ -113,3 +113,5 @@ def test_joint_static_table_and_mode_coverage():
     assert result["coverage"] == pytest.approx(0.0)
     assert result["smallest_synthetic_share"] in (0.0, 0.05)
     assert fidelity.mode_coverage(table, table)["coverage"] == 1.0
+    named = fidelity.joint_static_table(frame, ["sex", "eth"], "id", {"sex": {1: "M", 2: "F"}})
+    assert named["sex=M, eth=4"] == 0.5

@@ -22,7 +22,12 @@ import numpy as np
 from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
 from hg_keras.config import load_config, save_config
 from hg_keras.data.cohort import load_cohort
-from hg_keras.data.pipeline import correlation_target, curriculum_dataset, steps_per_epoch
+from hg_keras.data.pipeline import (
+    check_curriculum,
+    correlation_target,
+    curriculum_dataset,
+    steps_per_epoch,
+)
 from hg_keras.data.transforms import CohortTransformer
 from hg_keras.errors import InputError
 from hg_keras.files import atomic_write
@@ -157,6 +162,8 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         )
         config = config.replace_training(batch_size=batch_size)
 
+    # Refuse a cohort the curriculum cannot use before anything is written.
+    check_curriculum(encoded, training.curriculum, batch_size)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_config(config, out / "config.yaml")

@@ -108,7 +108,7 @@ def test_no_op_is_pinned_to_a_device(exported):
         if "traced_save" not in f.signature.name and "traced_restore" not in f.signature.name
     ]
     names = " ".join(f.signature.name for f in functions)
-    assert "serving_default" in names and "scan_while_body" in names
+    assert "serving_default" in names and "while_body" in names
     pinned = [
         (f.signature.name, n.name, n.device) for f in functions for n in f.node_def if n.device
     ]

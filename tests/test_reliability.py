@@ -143,45 +143,34 @@ def test_diverging_training_is_one_line(tmp_path, tiny_config_path):
     assert not (tmp_path / "r" / "generator.keras").exists()
 
 
-def test_patients_of_unequal_length_are_refused(tmp_path, tiny_config_path):
+@pytest.mark.parametrize(
+    "keep, message",
+    [
+        (
+            lambda f: ~((f.PatientID == 3) & (f.Timestep >= 12)),
+            "patients have different numbers of time steps (12 to 60)",
+        ),
+        (lambda f: f.Timestep < 4, "patients have 4 time steps but the curriculum needs 6"),
+    ],
+    ids=["unequal", "shorter-than-curriculum"],
+)
+def test_cohorts_the_curriculum_cannot_use_are_refused(tmp_path, tiny_config_path, keep, message):
     frame = load_cohort(patients=16)
-    frame = frame[~((frame.PatientID == 3) & (frame.Timestep >= 12))]
-    path = tmp_path / "short.csv"
-    frame.to_csv(path, index=False)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "--config",
-            str(tiny_config_path),
-            "--data",
-            str(path),
-            "--out",
-            str(tmp_path / "r"),
-        ],
-    )
+    path = tmp_path / "cohort.csv"
+    frame[keep(frame)].to_csv(path, index=False)
+    arguments = [
+        "train",
+        "--config",
+        str(tiny_config_path),
+        "--data",
+        str(path),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 2
-    assert "patients have different numbers of time steps (12 to 60)" in result.output
-
-
-def test_patients_shorter_than_the_curriculum_are_refused(tmp_path, tiny_config_path):
-    frame = load_cohort(patients=16)
-    path = tmp_path / "short.csv"
-    frame[frame.Timestep < 4].to_csv(path, index=False)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "--config",
-            str(tiny_config_path),
-            "--data",
-            str(path),
-            "--out",
-            str(tmp_path / "r"),
-        ],
-    )
-    assert result.exit_code == 2
-    assert "patients have 4 time steps but the curriculum needs 6" in result.output
+    assert message in result.output
+    assert not (tmp_path / "r").exists()
 
 
 SCHEMA = Schema.from_dict(

@@ -61,37 +61,33 @@ def test_last_state_only(inputs):
     assert output.shape == (3, 6) and np.abs(output - h_ref).max() < 1e-5
 
 
-def test_equals_keras_lstm_cell_with_copied_weights(inputs):
-    """Keras orders gates i, f, c, o and has one bias: reorder blocks, sum biases."""
-    units = 6
-    layer = GateLSTM(units)
-    ours = np.asarray(layer(inputs))
+def reorder(w):
+    """Our gate blocks f, i, a, o in Keras's order i, f, c, o."""
+    f, i, a, o = np.split(w, 4, axis=-1)
+    return np.concatenate([i, f, a, o], axis=-1)
+
+
+def keras_copy(layer, inputs):
+    """A Keras LSTMCell loop holding `layer`'s weights (blocks reordered, biases summed)."""
     i2h_kernel, i2h_bias, h2h_kernel, h2h_bias = layer.get_weights()
-
-    def reorder(w):
-        f, i, a, o = np.split(w, 4, axis=-1)
-        return np.concatenate([i, f, a, o], axis=-1)
-
-    keras_rnn = keras.layers.RNN(keras.layers.LSTMCell(units), return_sequences=True)
+    keras_rnn = keras.layers.RNN(keras.layers.LSTMCell(layer.units), return_sequences=True)
     keras_rnn(inputs)
     keras_rnn.set_weights([reorder(i2h_kernel), reorder(h2h_kernel), reorder(i2h_bias + h2h_bias)])
-    assert np.abs(np.asarray(keras_rnn(inputs)) - ours).max() < 1e-5
+    return keras_rnn
+
+
+def test_equals_keras_lstm_cell_with_copied_weights(inputs):
+    layer = GateLSTM(6)
+    ours = np.asarray(layer(inputs))
+    assert np.abs(np.asarray(keras_copy(layer, inputs)(inputs)) - ours).max() < 1e-5
 
 
 def test_gradients_equal_keras_lstm_cell_with_copied_weights(inputs):
-    """The hoisted input projection changes no gradient: compare with Keras's cell loop."""
+    """Computing x W_i inside our loop changes no gradient: compare with Keras's cell loop."""
     units = 6
     layer = GateLSTM(units)
     layer(inputs)
-    i2h_kernel, i2h_bias, h2h_kernel, h2h_bias = layer.get_weights()
-
-    def reorder(w):
-        f, i, a, o = np.split(w, 4, axis=-1)
-        return np.concatenate([i, f, a, o], axis=-1)
-
-    keras_rnn = keras.layers.RNN(keras.layers.LSTMCell(units), return_sequences=True)
-    keras_rnn(inputs)
-    keras_rnn.set_weights([reorder(i2h_kernel), reorder(h2h_kernel), reorder(i2h_bias + h2h_bias)])
+    keras_rnn = keras_copy(layer, inputs)
     x = tf.constant(inputs)
     target = tf.constant(np.random.default_rng(5).normal(size=(3, 5, units)), tf.float32)
     grads = []

@@ -160,7 +160,7 @@ def run_benchmark(out=None, quick=False, run_dir=None, config=None, batch=256, s
     encoded = transformer.encode(frame)
     lengths = (10, 60) if quick else (10, 30, 60)
     repeats = 2 if quick else 3
-    peak = matmul_peak(size=1024 if quick else 2048, repeats=3 if quick else 5)
+    peak = matmul_peak(repeats=3 if quick else 5)
 
     ours = _train_steps(config, transformer, encoded, lengths, repeats, "gate")
     reference = _train_steps(config, transformer, encoded, (60,), repeats, "keras")

@@ -90,8 +90,26 @@ def cli(debug):
     show_default=True,
     help="Evaluate a synthetic cohort against the training cohort at the end.",
 )
-def train(config_path, data, patients, epochs, seed, out, resume, evaluation):
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored", "multiworker"]),
+    default="default",
+    show_default=True,
+    help="tf.distribute strategy: one device, all local GPUs, or the machines in TF_CONFIG.",
+)
+@click.option(
+    "--cpu-replicas",
+    type=click.IntRange(min=1),
+    help="With --strategy mirrored: replicate over N logical CPU devices (no GPU needed).",
+)
+def train(
+    config_path, data, patients, epochs, seed, out, resume, evaluation, strategy, cpu_replicas
+):
     """Train the WGAN-GP and save the run (config, transforms, checkpoints, generator)."""
+    from hg_keras.distribute import is_chief, make_strategy
+
+    # Before any TensorFlow operation: devices and the cluster are fixed then.
+    strategy = make_strategy(strategy, cpu_replicas)
     from hg_keras.config import load_config
     from hg_keras.training import train as run_training
 
@@ -107,7 +125,12 @@ def train(config_path, data, patients, epochs, seed, out, resume, evaluation):
     from hg_keras.evaluation.run_evaluation import evaluate_run
     from hg_keras.export import export_run
 
-    run_dir = run_training(config, data=data, out=out, resume=resume, epochs=epochs)
+    run_dir = run_training(
+        config, data=data, out=out, resume=resume, epochs=epochs, strategy=strategy
+    )
+    if not is_chief(strategy):
+        click.echo(f"worker done; the chief writes the run to {run_dir}")
+        return
     served = export_run(run_dir)
     click.echo(f"trained generator: {run_dir / 'generator.keras'}")
     click.echo(f"TF Serving model:  {served}")
@@ -238,11 +261,26 @@ def export(model_dir, out, version):
     "model_dir",
     help="Time this run's SavedModel [default: an untrained generator of the same shape].",
 )
-def bench(out, quick, model_dir):
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored"]),
+    default="default",
+    show_default=True,
+    help="Also time the step replicated by this strategy (256 patients per replica).",
+)
+@click.option(
+    "--cpu-replicas",
+    type=click.IntRange(min=1),
+    help="With --strategy mirrored: replicate over N logical CPU devices.",
+)
+def bench(out, quick, model_dir, strategy, cpu_replicas):
     """Time the WGAN-GP step and the sampler; compare with a keras.layers.LSTM reference."""
+    from hg_keras.distribute import make_strategy
+
+    strategy = make_strategy(strategy, cpu_replicas) if strategy != "default" else None
     from hg_keras.bench import run_benchmark
 
-    run_benchmark(out=out, quick=quick, run_dir=model_dir)
+    run_benchmark(out=out, quick=quick, run_dir=model_dir, strategy=strategy)
     click.echo(f"figures: {out}")
 
 

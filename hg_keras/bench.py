@@ -96,6 +96,27 @@ def _train_steps(config, transformer, encoded, lengths, repeats, recurrent):
     return results
 
 
+def _distributed_steps(strategy, config, transformer, encoded, length, repeats):
+    """Times a train step replicated by `strategy` over its global batch (`encoded`)."""
+    from hg_keras.training import build_wgan
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        wgan = build_wgan(config, transformer, correlation_target(encoded))
+    dataset = tf.data.Dataset.from_tensors(encoded[:, :length].astype("float32")).repeat()
+    batches = iter(strategy.experimental_distribute_dataset(dataset))
+
+    @tf.function
+    def step():
+        return strategy.run(wgan.train_step, args=(next(batches),))
+
+    def call():
+        float(strategy.experimental_local_results(step()["critic_loss"])[0])
+
+    call()
+    return _timed(call, repeats)
+
+
 def _sampling(run_dir, sizes, repeats):
     from hg_keras.export import export_run
 
@@ -139,7 +160,9 @@ def device_info():
     }
 
 
-def run_benchmark(out=None, quick=False, run_dir=None, config=None, batch=256, sizes=None):
+def run_benchmark(
+    out=None, quick=False, run_dir=None, config=None, batch=256, sizes=None, strategy=None
+):
     """Runs the benchmark, prints a table and writes JSON to `out`.
 
     Args:
@@ -150,14 +173,20 @@ def run_benchmark(out=None, quick=False, run_dir=None, config=None, batch=256, s
         config: :class:`Config` (default: the paper's ``art4hiv``); tests pass tiny ones.
         batch: int, training batch size (v1: 256).
         sizes: tuple of sampling sizes (default 500 and 100,000; 500 and 10,000 quick).
+        strategy: a ``tf.distribute`` strategy to also time the L=60 step
+            replicated over (`batch` patients per replica), for throughput per
+            replica and scaling against one device.
 
     Returns:
         dict of figures.
     """
     config = config or load_config("art4hiv")
-    frame = load_cohort(patients=batch)
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    frame = load_cohort(patients=batch * replicas)
     transformer = CohortTransformer(config.schema).fit(frame)
     encoded = transformer.encode(frame)
+    replicated = encoded
+    encoded = encoded[:batch]
     lengths = (10, 60) if quick else (10, 30, 60)
     repeats = 2 if quick else 3
     peak = matmul_peak(repeats=3 if quick else 5)
@@ -178,6 +207,18 @@ def run_benchmark(out=None, quick=False, run_dir=None, config=None, batch=256, s
     figures[f"reference_keras_lstm_step_ms_b{batch}_l60"] = 1000 * reference[60]["median"]
     figures["speedup_vs_keras_lstm_l60"] = reference[60]["median"] / ours[60]["median"]
     figures["train_fraction_of_matmul_peak_l60"] = figures["train_gflops_l60"] / peak
+    if strategy is not None:
+        from hg_keras.distribute import describe
+
+        stats = _distributed_steps(strategy, config, transformer, replicated, 60, repeats)
+        per_second = batch * replicas / stats["median"]
+        figures["strategy"] = describe(strategy)
+        figures[f"distributed_step_ms_b{batch}x{replicas}_l60"] = 1000 * stats["median"]
+        figures["distributed_sequences_per_s_l60"] = per_second
+        figures["distributed_sequences_per_s_per_replica_l60"] = per_second / replicas
+        figures["distributed_scaling_vs_one_device_l60"] = (
+            per_second / figures["train_sequences_per_s_l60"]
+        )
 
     sizes = sizes or ((500, 10_000) if quick else (500, 100_000))
     with tempfile.TemporaryDirectory() as folder:

@@ -96,12 +96,20 @@ class EpochCheckpoint(keras.callbacks.BackupAndRestore):
     included) and the epoch, and restores them when ``fit`` starts, so a
     resumed run continues from the last completed epoch. An epoch whose logs
     are not finite is not saved, so the checkpoint stays the last good one.
+
+    Args:
+        backup_dir: folder of the checkpoint.
+        write: bool; False on the workers of a multi-worker run other than
+            the chief, which restore from the checkpoint but never write it.
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, write=True):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        self.write = write
 
     def _save_model(self):
+        if not self.write:
+            return
         # BackupAndRestore writes in place; a kill mid-write would leave a torn
         # file. Write each file beside itself and rename: weights first, then
         # the epoch, so the metadata never names an epoch the weights lack.

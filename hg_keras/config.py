@@ -1,7 +1,8 @@
 """Run configuration: the schema, the model sizes and the training settings.
 
 A config is one YAML file with three sections, ``schema``, ``model`` and
-``training``; a file may start with ``extends: other.yaml`` and override only
+``training``; a file may start with ``extends: other.yaml`` (a path beside it, or
+the name of a shipped config such as ``art4hiv``) and override only
 what differs (``configs/quick.yaml`` extends ``configs/art4hiv.yaml``). The
 defaults are Health Gym v1's values (Kuo et al., Sci. Data 2022,
 doi:10.1038/s41597-022-01784-7). A run saves the exact config it used beside
@@ -189,7 +190,10 @@ def _resolve(path, seen):
     base = data.pop("extends", None)
     if base is None:
         return data
-    merged = _resolve(path.parent / base, seen + (path.resolve(),))
+    base_path = path.parent / base
+    if not Path(base).suffix and not base_path.exists():
+        base_path = builtin_config_path(base)  # "extends: art4hiv" names a shipped config
+    merged = _resolve(base_path, seen + (path.resolve(),))
     for section, values in data.items():
         if (
             isinstance(values, dict)

@@ -44,26 +44,37 @@ def gradient_penalty(critic, real, fake, alpha, epsilon=1e-12):
     return tf.reduce_mean(tf.square(norms - 1.0))
 
 
-def pooled_correlation(x, epsilon=1e-8):
+def pooled_correlation(x, epsilon=1e-8, all_reduce=None):
     """Pearson matrix of the features, pooled over batch and time.
 
     Health Gym's formula: centre each column, divide by its norm clamped at
     `epsilon`, then ``x^T x``. A constant column (common for a rare level in
     a small batch) gives a zero row and column instead of NaN.
 
+    Under a distribution strategy pass `all_reduce` (a function summing a
+    tensor over the replicas, e.g. ``ReplicaContext.all_reduce("sum", .)``):
+    the mean and the centred cross-products are then those of the global
+    batch, so every replica gets the same matrix, and gradients flow back to
+    each replica's own rows (the all-reduce of a gradient is its all-reduce).
+
     Args:
         x: tensor `(batch, time, features)` or `(rows, features)`.
+        epsilon: float, the smallest column norm.
+        all_reduce: optional function, sum over replicas.
 
     Returns:
         Tensor `(features, features)`.
     """
+    reduce = all_reduce or (lambda tensor: tensor)
     rows = tf.reshape(x, (-1, tf.shape(x)[-1]))
-    rows = rows - tf.reduce_mean(rows, axis=0, keepdims=True)
-    norms = tf.maximum(tf.norm(rows, axis=0, keepdims=True), epsilon)
-    rows = rows / norms
-    return tf.matmul(rows, rows, transpose_a=True)
+    count = reduce(tf.cast(tf.shape(rows)[0], rows.dtype))
+    rows = rows - reduce(tf.reduce_sum(rows, axis=0, keepdims=True)) / count
+    cross = reduce(tf.matmul(rows, rows, transpose_a=True))
+    # Clamping the squared norm keeps the sqrt's gradient finite at zero.
+    norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(cross), epsilon**2))
+    return cross / (norms[:, None] * norms[None, :])
 
 
-def correlation_loss(fake, target):
+def correlation_loss(fake, target, all_reduce=None):
     """Mean absolute difference between the fake batch's pooled correlation and `target`."""
-    return tf.reduce_mean(tf.abs(pooled_correlation(fake) - target))
+    return tf.reduce_mean(tf.abs(pooled_correlation(fake, all_reduce=all_reduce) - target))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
 from hg_keras.config import load_config, save_config
@@ -29,6 +30,7 @@ from hg_keras.data.pipeline import (
     steps_per_epoch,
 )
 from hg_keras.data.transforms import CohortTransformer
+from hg_keras.distribute import describe, is_chief
 from hg_keras.errors import InputError
 from hg_keras.files import atomic_write
 from hg_keras.models import WGANGP, Critic, Generator
@@ -104,7 +106,7 @@ def new_run_dir(root="saved_models"):
     return Path(root) / f"run-{stamp}"
 
 
-def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=None):
+def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=None, strategy=None):
     """Trains (or resumes) a run and returns its folder.
 
     Args:
@@ -115,6 +117,9 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         epochs: int, overrides the config's epochs (e.g. to extend a resumed run).
         verbose: Keras verbosity; default a progress bar on a terminal and
             one line per epoch otherwise.
+        strategy: ``tf.distribute.Strategy`` (see :mod:`hg_keras.distribute`);
+            default the current one. Only its chief writes to `out`; other
+            workers read the checkpoint there on resume.
 
     Returns:
         Path of the run folder.
@@ -126,12 +131,14 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
     """
     out = Path(out) if out else new_run_dir()
     checkpoint_dir = out / "checkpoint"
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
     if resume:
         if not (out / "run.json").exists():
             raise InputError(f"{out}: not a training run (no run.json); nothing to resume")
         config = load_config(out / "config.yaml")
         data = data or json.loads((out / "run.json").read_text()).get("data")
-    elif checkpoint_dir.exists() or (out / "run.json").exists():
+    elif chief and (checkpoint_dir.exists() or (out / "run.json").exists()):
         raise InputError(
             f"{out}: already holds a run; pass --resume to continue it or choose another --out"
         )
@@ -162,34 +169,50 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         )
         config = config.replace_training(batch_size=batch_size)
 
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise InputError(
+            f"batch size {batch_size} does not split over {replicas} replicas; "
+            f"choose a training.batch_size divisible by {replicas}"
+        )
     # Refuse a cohort the curriculum cannot use before anything is written.
     check_curriculum(encoded, training.curriculum, batch_size)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        save_config(config, out / "config.yaml")
-        transformer.save(out / "transforms.json")
     start_epoch = completed_epochs(checkpoint_dir)
-    _write_run_info(out, data, patients, checkpoint_dir)
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_config(config, out / "config.yaml")
+            transformer.save(out / "transforms.json")
+        _write_run_info(out, data, patients, checkpoint_dir)
 
-    wgan = build_wgan(config, transformer, correlation_target(encoded))
+    with strategy.scope():
+        wgan = build_wgan(config, transformer, correlation_target(encoded))
     dataset = curriculum_dataset(
-        encoded, training.curriculum, batch_size, training.seed, first_epoch=start_epoch
+        encoded,
+        training.curriculum,
+        batch_size,
+        training.seed,
+        first_epoch=start_epoch,
+        epochs=max(training.epochs - start_epoch, 1),
     )
     guard = NonFiniteGuard()
-    (out / "logs").mkdir(exist_ok=True)
     stopper = StopOnSignal(checkpoint_dir)
-    callbacks = [
-        stopper,
-        guard,
-        EpochCheckpoint(str(checkpoint_dir)),
-        keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"), append=resume),
-        keras.callbacks.TensorBoard(str(out / "logs" / "tensorboard"), write_graph=False),
-    ]
+    callbacks = [stopper, guard, EpochCheckpoint(str(checkpoint_dir), write=chief)]
+    if chief:
+        (out / "logs").mkdir(exist_ok=True)
+        callbacks += [
+            keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"), append=resume),
+            keras.callbacks.TensorBoard(str(out / "logs" / "tensorboard"), write_graph=False),
+        ]
     steps = steps_per_epoch(patients, training.curriculum, batch_size)
     print(
         f"training on {patients} patients x {encoded.shape[1]} steps, {encoded.shape[2]} "
         f"encoded features; {steps} batches of {batch_size} per epoch; epochs "
         f"{start_epoch + 1}..{training.epochs}; run folder {out}",
+        file=sys.stderr,
+    )
+    print(
+        f"{describe(strategy)}; {batch_size // replicas} patients per replica per batch",
         file=sys.stderr,
     )
     if verbose is None:
@@ -199,17 +222,20 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
             dataset,
             epochs=training.epochs,
             initial_epoch=start_epoch,
+            steps_per_epoch=steps,
             callbacks=callbacks,
             shuffle=False,
             verbose=verbose,
         )
     finally:
         stopper.restore()
-        _write_run_info(out, data, patients, checkpoint_dir)
+        if chief:
+            _write_run_info(out, data, patients, checkpoint_dir)
     guard.raise_if_failed(checkpoint_dir)
 
-    save_generator(wgan.generator, out / "generator.keras")
-    link_latest(out)
+    if chief:
+        save_generator(wgan.generator, out / "generator.keras")
+        link_latest(out)
     return out
 
 

@@ -38,3 +38,18 @@ def test_bench_writes_every_key(tmp_path, tiny_config_path):
     ):
         assert key in figures, key
     assert figures["train_step_ms_b8_l10"] > 0 and figures["speedup_vs_keras_lstm_l60"] > 0
+
+
+def test_bench_times_the_step_under_a_strategy(tmp_path, tiny_config_path):
+    import tensorflow as tf
+
+    config = load_config(tiny_config_path)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])  # the replicated path, one replica
+    figures = run_benchmark(quick=True, config=config, batch=8, sizes=(4,), strategy=strategy)
+    assert figures["strategy"].startswith("strategy mirrored, 1 replica(s) in sync")
+    assert figures["distributed_step_ms_b8x1_l60"] > 0
+    assert (
+        figures["distributed_sequences_per_s_per_replica_l60"]
+        == figures["distributed_sequences_per_s_l60"]
+    )
+    assert figures["distributed_scaling_vs_one_device_l60"] > 0

@@ -33,19 +33,23 @@ def steps_per_epoch(patients, curriculum, batch_size):
     return len(curriculum) * (patients // batch_size)
 
 
-def curriculum_dataset(encoded, curriculum, batch_size, seed, first_epoch=0):
-    """Batches of one curriculum epoch per iteration, reshuffled every epoch.
+def curriculum_dataset(encoded, curriculum, batch_size, seed, first_epoch=0, epochs=1):
+    """Batches of `epochs` curriculum epochs in a row, starting at `first_epoch`.
 
-    The order of epoch `e` depends only on `(seed, e)`, so a run resumed at
-    epoch `e` sees the same batches as an uninterrupted one. Each new
-    iteration of the dataset (Keras starts one per epoch) is the next epoch.
+    The batches of epoch `e` depend only on `(seed, e)`, never on how often
+    the dataset has been iterated, so a run resumed at epoch `e` sees the
+    same batches as an uninterrupted one, and so does a distributed run
+    (``tf.distribute`` may open extra iterators). Train on it with
+    ``fit(..., steps_per_epoch=steps_per_epoch(...))``: Keras then keeps one
+    iterator across epochs.
 
     Args:
         encoded: float32 array `(patients, time, features)`.
         curriculum: sequence of prefix lengths, walked in order every epoch.
-        batch_size: int; the remainder of each length is dropped.
+        batch_size: int, the global batch; the remainder of each length is dropped.
         seed: int.
-        first_epoch: int, epoch index of the first iteration.
+        first_epoch: int, index of the first epoch.
+        epochs: int, number of epochs.
 
     Returns:
         ``tf.data.Dataset`` of `(batch_size, L, features)` float32 tensors.
@@ -54,21 +58,26 @@ def curriculum_dataset(encoded, curriculum, batch_size, seed, first_epoch=0):
     check_curriculum(encoded, curriculum, batch_size)
     patients, features = encoded.shape[0], encoded.shape[2]
     per_length = patients // batch_size
-    epoch = iter(range(first_epoch, 2**62))
 
-    def batches():
-        rng = np.random.default_rng([seed, next(epoch)])
+    def batches(epoch):
+        rng = np.random.default_rng([seed, int(epoch)])
         for length in curriculum:
             order = rng.permutation(patients)
             for k in range(per_length):
                 yield encoded[order[k * batch_size : (k + 1) * batch_size], :length]
 
-    dataset = tf.data.Dataset.from_generator(
-        batches,
-        output_signature=tf.TensorSpec((batch_size, None, features), tf.float32),
+    signature = tf.TensorSpec((batch_size, None, features), tf.float32)
+    dataset = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(
+        lambda epoch: tf.data.Dataset.from_generator(
+            batches, args=(epoch,), output_signature=signature
+        )
     )
-    steps = steps_per_epoch(patients, curriculum, batch_size)
-    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+    steps = steps_per_epoch(patients, curriculum, batch_size) * epochs
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    # Every worker builds the same batches; each takes its replicas' slices.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(2)
 
 
 def correlation_target(encoded, steps=None):

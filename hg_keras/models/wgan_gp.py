@@ -35,6 +35,15 @@ class WGANGP(keras.Model):
     the generator optimizer's iteration count, so a run resumed from a
     checkpoint draws exactly what an uninterrupted run would.
 
+    Under a ``tf.distribute`` strategy (:mod:`hg_keras.distribute`) every
+    replica takes a slice of the global batch and its slice of the global
+    noise. The Wasserstein terms and the gradient penalty are means over the
+    global batch (per-replica means, scaled by 1/replicas, summed by the
+    optimizer's all-reduce); the correlation loss is that of the global batch
+    (its moments are all-reduced). Every replica makes the same
+    critic/generator alternation, so N replicas train as one device would on
+    the same global batch, up to floating-point summation order.
+
     Args:
         generator: :class:`Generator`.
         critic: :class:`Critic`.
@@ -118,12 +127,30 @@ class WGANGP(keras.Model):
         batch, steps = tf.shape(real)[0], tf.shape(real)[1]
         step = tf.cast(self.generator_optimizer.iterations, tf.int64)
         base = step * (self.critic_steps + 1)
+        # Under a strategy this runs once per replica on its slice of the
+        # global batch. Noise and alpha are drawn for the global batch and
+        # sliced, so every replica count draws what one device would; the
+        # losses are scaled by 1/replicas because the optimizer sums the
+        # replicas' gradients, which makes them the global-batch means.
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        scale = 1.0 / replicas
+        start = tf.cast(context.replica_id_in_sync_group, tf.int32) * batch
+
+        def local(tensor):
+            return tensor[start : start + batch]
+
+        def all_reduce(tensor):
+            return context.all_reduce("sum", tensor)
 
         for k in range(self.critic_steps):
             seed = tf.stack([tf.constant(self.seed, tf.int64), base + k])
-            fake = self.generator(self.noise(batch, steps, seed), training=True)
-            alpha = tf.random.stateless_uniform(
-                tf.stack([batch, 1, 1]), seed=seed + [0, _ALPHA_STREAM]
+            noise = local(self.noise(batch * replicas, steps, seed))
+            fake = self.generator(noise, training=True)
+            alpha = local(
+                tf.random.stateless_uniform(
+                    tf.stack([batch * replicas, 1, 1]), seed=seed + [0, _ALPHA_STREAM]
+                )
             )
             with tf.GradientTape() as tape:
                 # One critic loop over both batches; rows do not interact.
@@ -134,17 +161,22 @@ class WGANGP(keras.Model):
                     wasserstein_critic_loss(real_scores, fake_scores)
                     + self.gradient_penalty_weight * penalty
                 )
-            gradients = tape.gradient(critic_loss, self.critic.trainable_variables)
+                scaled = critic_loss * scale
+            gradients = tape.gradient(scaled, self.critic.trainable_variables)
             self.critic_optimizer.apply(gradients, self.critic.trainable_variables)
 
         seed = tf.stack([tf.constant(self.seed, tf.int64), base + _GENERATOR_STREAM])
-        noise = self.noise(batch, steps, seed)
+        noise = local(self.noise(batch * replicas, steps, seed))
         with tf.GradientTape() as tape:
             fake = self.generator(noise, training=True)
             adversarial = wasserstein_generator_loss(self.critic(fake, training=True))
-            alignment = correlation_loss(fake, self.correlation_target)
+            # The correlation of the global batch: the same on every replica.
+            alignment = correlation_loss(
+                fake, self.correlation_target, all_reduce if replicas > 1 else None
+            )
             generator_loss = adversarial + self.correlation_weight * alignment
-        gradients = tape.gradient(generator_loss, self.generator.trainable_variables)
+            scaled = generator_loss * scale
+        gradients = tape.gradient(scaled, self.generator.trainable_variables)
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
 
         values = {
@@ -154,6 +186,22 @@ class WGANGP(keras.Model):
             "generator_loss": generator_loss,
             "correlation_loss": alignment,
         }
+        # Each replica logs its slice's means; Keras averages them over the
+        # replicas, which for equal slices is the global-batch mean.
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if _across_workers():
+            # Keras reduces multi-worker logs with `axis=0`, which fails on
+            # scalars (tensorflow/tensorflow#72388); give them that axis.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+
+def _across_workers():
+    """True when Keras will reduce this step's logs across several workers."""
+    strategy = tf.distribute.get_strategy()
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )

@@ -150,7 +150,12 @@ def train(
 @click.option(
     "--model", "model_dir", default=LATEST, show_default=True, help="A run folder written by train."
 )
-@click.option("--months", type=int, help="Time steps per patient [default: as trained].")
+@click.option(
+    "--months",
+    type=int,
+    help="Time steps per patient [default: as trained; variable-length runs draw each "
+    "patient's length from the training lengths].",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option(
     "--out", default="synthetic.csv", show_default=True, help="Output file, .csv or .parquet."
@@ -160,16 +165,28 @@ def train(
     type=int,
     help="Refuse to write when more synthetic patients exactly copy a training patient.",
 )
-def sample(patients, model_dir, months, seed, out, max_copies):
+@click.option(
+    "--where",
+    multiple=True,
+    help="Only patients with this static attribute, e.g. Gender=Female (label or code); "
+    "repeat or comma-separate for several. Needs a conditional model.",
+)
+def sample(patients, model_dir, months, seed, out, max_copies, where):
     """Write N synthetic patients in the training data's long format."""
+    from hg_keras.conditions import parse_where
     from hg_keras.sampling import TrainedRun, sample_to_file
 
     run = TrainedRun(model_dir)
+    conditions = parse_where(where, run.schema)
     path, copies = sample_to_file(
-        run, patients, out, months=months, seed=seed, max_copies=max_copies
+        run, patients, out, months=months, seed=seed, max_copies=max_copies, where=conditions
     )
-    steps = run.months if months is None else months
-    click.echo(f"wrote {patients} synthetic patients x {steps} steps to {path}")
+    if months is None and run.schema.variable_length:
+        steps = f"1 to {run.months} steps (as in training)"
+    else:
+        steps = f"{run.months if months is None else months} steps"
+    only = f" with {', '.join(where)}" if conditions else ""
+    click.echo(f"wrote {patients} synthetic patients{only} x {steps} to {path}")
     if copies is None:
         click.echo("exact copies of training patients: not checked (training cohort not found)")
     else:

@@ -30,6 +30,14 @@ class ModelConfig:
             into time order before concatenation (v1 did not: False).
         static_head: str, ``pooled`` makes static attributes one value per
             patient; ``v1`` lets them vary month to month as v1 did.
+        discrete_output: str, how a generated probability block becomes a
+            code: ``argmax`` (v1) or ``sample`` (a level drawn with the
+            generated probabilities, once per patient for static blocks),
+            which keeps the rates of rare levels and of missing values that
+            argmax rounds away.
+        conditional: bool, condition the generator on the static discrete
+            attributes (given, not generated), which enables
+            ``sample --where``; v1 is unconditional.
     """
 
     latent_dim: int = 128
@@ -37,6 +45,8 @@ class ModelConfig:
     hidden_units: int = 128
     align_backward: bool = True
     static_head: str = "pooled"
+    discrete_output: str = "argmax"
+    conditional: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +63,10 @@ class TrainingConfig:
         correlation_weight: float, weight of the correlation alignment (v1: 10).
         learning_rate, beta_1, beta_2: Adam settings for both networks.
         seed: int, seeds data order, noise and initial weights.
+        rebalance: bool, draw each epoch's patients so that every group of
+            static discrete attributes (e.g. Gender x Ethnic) is equally
+            frequent, against v1's collapse onto the majority group. Needs a
+            conditional model, whose sampling restores the real group frequencies.
     """
 
     patients: int | None = None
@@ -66,6 +80,7 @@ class TrainingConfig:
     beta_1: float = 0.9
     beta_2: float = 0.99
     seed: int = 42
+    rebalance: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +114,13 @@ class Config:
         model = _section(ModelConfig, data.get("model") or {}, f"{where}: model")
         training = _section(TrainingConfig, data.get("training") or {}, f"{where}: training")
         _validate(model, training, where)
+        if model.conditional and not schema.static_discrete:
+            raise InputError(
+                f"{where}: model.conditional needs a static binary or categorical variable "
+                "in the schema"
+            )
+        if training.rebalance and not model.conditional:
+            raise InputError(f"{where}: training.rebalance needs model.conditional: true")
         return cls(schema=schema, model=model, training=training)
 
 
@@ -151,6 +173,11 @@ def _validate(model, training, where):
     if model.static_head not in ("pooled", "v1"):
         raise InputError(
             f"{where}: model.static_head must be pooled or v1, got '{model.static_head}'"
+        )
+    if model.discrete_output not in ("argmax", "sample"):
+        raise InputError(
+            f"{where}: model.discrete_output must be argmax or sample, "
+            f"got '{model.discrete_output}'"
         )
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in training.curriculum):
         raise InputError(f"{where}: training.curriculum must hold positive integers")

@@ -16,6 +16,14 @@ Decoded outputs are one `(patients, steps)` tensor per schema variable, named
 by :func:`output_name` (``Rel CD4`` -> ``Rel_CD4``): float64 clinical values
 for numerics, int32 codes for discrete variables. Nothing is pinned to a
 device, so a GPU server samples on its GPU.
+
+Schemas beyond ART for HIV add: ``length`` (int32 per patient) for
+variable-length runs, whose ``serving_default`` draws lengths from the
+training lengths, capped at `seq_len` (steps past a patient's length are
+padding); the time column (float64, from the modelled gaps) for irregular
+times; NaN values (-1 codes) where a ``missing: indicator`` variable was
+generated as missing. A conditional run's ``serving_default`` draws static
+groups with the training frequencies (``sample --where`` picks them).
 """
 
 import re
@@ -26,10 +34,18 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from hg_keras.data.transforms import BOXCOX_EPS
+from hg_keras.conditions import group_table, length_table
+from hg_keras.data.derived import gap_name, indicator_name
+from hg_keras.data.transforms import BOXCOX_EPS, PAD
 from hg_keras.errors import InputError
-from hg_keras.noise import latent_noise
-from hg_keras.sampling import CHUNK_PATIENTS, TrainedRun
+from hg_keras.noise import draw_categories, latent_noise
+from hg_keras.sampling import (
+    CHUNK_PATIENTS,
+    GROUP_STREAM,
+    LENGTH_STREAM,
+    TrainedRun,
+    draw_levels,
+)
 
 MODEL_NAME = "hg_keras"
 
@@ -49,24 +65,41 @@ def decode_in_graph(encoded, transformer):
         dict output_name -> `(patients, steps)` tensor.
     """
     outputs = {}
-    for variable in transformer.schema.variables:
+    schema = transformer.schema
+
+    def numeric(name):
+        block = transformer.layout.block(name)
+        params = transformer.numeric_params[name]
+        y = tf.clip_by_value(tf.cast(encoded[..., block.start], tf.float64), 0.0, 1.0)
+        x = y * (params["range"] or 1.0) + params["min"]
+        lam = params["lambda"]
+        if lam is not None:
+            if lam == 0:
+                x = tf.exp(x)
+            else:
+                x = tf.pow(tf.maximum(lam * x + 1.0, 1e-12), 1.0 / lam)
+            x = x - BOXCOX_EPS
+        elif params.get("log"):
+            x = tf.math.expm1(x)
+        return x
+
+    def codes(variable):
         block = transformer.layout.block(variable.name)
-        if variable.is_numeric:
-            params = transformer.numeric_params[variable.name]
-            y = tf.clip_by_value(tf.cast(encoded[..., block.start], tf.float64), 0.0, 1.0)
-            x = y * (params["range"] or 1.0) + params["min"]
-            lam = params["lambda"]
-            if lam is not None:
-                if lam == 0:
-                    x = tf.exp(x)
-                else:
-                    x = tf.pow(tf.maximum(lam * x + 1.0, 1e-12), 1.0 / lam)
-                x = x - BOXCOX_EPS
-            outputs[output_name(variable.name)] = x
-        else:
-            codes = tf.constant(variable.codes, tf.int32)
-            index = tf.argmax(encoded[..., block.start : block.end], axis=-1, output_type=tf.int32)
-            outputs[output_name(variable.name)] = tf.gather(codes, index)
+        table = tf.constant(variable.codes, tf.int32)
+        index = tf.argmax(encoded[..., block.start : block.end], axis=-1, output_type=tf.int32)
+        return tf.gather(table, index)
+
+    for variable in schema.variables:
+        value = numeric(variable.name) if variable.is_numeric else codes(variable)
+        if variable.missing == "indicator":
+            flag = transformer.model_schema.variable(indicator_name(variable.name))
+            observed = tf.equal(codes(flag), 1)
+            missing = tf.constant(float("nan") if variable.is_numeric else -1, value.dtype)
+            value = tf.where(observed, value, missing)
+        outputs[output_name(variable.name)] = value
+    if schema.irregular_time:
+        times = tf.cumsum(numeric(gap_name(schema)), axis=1)
+        outputs[output_name(schema.time)] = tf.round(times) if transformer.integer_time else times
     return outputs
 
 
@@ -86,6 +119,8 @@ def export_run(run_dir, out=None, version=None, chunk_patients=CHUNK_PATIENTS):
     run = TrainedRun(run_dir)
     out = Path(out) if out else Path(run_dir) / "serving" / MODEL_NAME
     names = [output_name(v.name) for v in run.schema.variables]
+    names += [output_name(run.schema.time)] if run.schema.irregular_time else []
+    names += ["length"] if run.schema.variable_length else []
     if len(set(names)) != len(names):
         raise InputError(f"{run_dir}: column names collide as signature outputs: {names}")
     if version is None:
@@ -117,6 +152,42 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
     latent_dim = generator.latent_dim
     distribution = run.config.model.latent_distribution
     noise_spec = tf.TensorSpec((None, None, latent_dim), tf.float32, name="noise")
+    schema = transformer.schema
+    output_types = {
+        output_name(v.name): tf.float64 if v.is_numeric else tf.int32 for v in schema.variables
+    }
+    if schema.irregular_time:
+        output_types[output_name(schema.time)] = tf.float64
+    if schema.variable_length:
+        length_values, length_probabilities = length_table(transformer)
+    if generator.conditional:
+        groups, group_probabilities = group_table(transformer)
+
+    def draw(size, seq_len, seed_pair):
+        """One chunk of decoded patients, drawn as ``TrainedRun.generate`` draws them."""
+        if schema.variable_length:
+            picks = draw_categories(length_probabilities, size, seed_pair + [0, LENGTH_STREAM])
+            lengths = tf.minimum(tf.gather(length_values, picks), seq_len)
+        else:
+            lengths = tf.fill([size], seq_len)
+        noise = latent_noise(size, seq_len, latent_dim, seed_pair, distribution)
+        valid = tf.sequence_mask(lengths, seq_len)
+        if generator.masked:
+            noise = tf.where(valid[..., None], noise, PAD)
+        inputs = noise
+        if generator.conditional:
+            picks = draw_categories(group_probabilities, size, seed_pair + [0, GROUP_STREAM])
+            inputs = [noise, tf.gather(groups, picks)]
+        encoded = generator(inputs, training=False)
+        if run.config.model.discrete_output == "sample":
+            encoded = draw_levels(encoded, transformer.layout, seed_pair)
+        decoded = decode_in_graph(encoded, transformer)
+        if schema.variable_length:
+            decoded["length"] = lengths
+        return decoded
+
+    if schema.variable_length:
+        output_types["length"] = tf.int32
 
     @tf.function(
         input_signature=[
@@ -133,26 +204,38 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
         def body(k, arrays):
             size = tf.minimum(chunk_patients, n - k * chunk_patients)
             seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(k, tf.int64)])
-            noise = latent_noise(size, seq_len, latent_dim, seed_pair, distribution)
-            decoded = decode_in_graph(generator(noise, training=False), transformer)
+            decoded = draw(size, seq_len, seed_pair)
             return k + 1, {name: arrays[name].write(k, decoded[name]) for name in arrays}
 
         arrays = {
-            output_name(v.name): tf.TensorArray(
-                tf.float64 if v.is_numeric else tf.int32, size=chunks, infer_shape=False
-            )
-            for v in transformer.schema.variables
+            name: tf.TensorArray(dtype, size=chunks, infer_shape=False)
+            for name, dtype in output_types.items()
         }
         _, arrays = tf.while_loop(lambda k, _: k < chunks, body, (tf.constant(0), arrays))
         return {name: array.concat() for name, array in arrays.items()}
 
-    @tf.function(input_signature=[noise_spec])
-    def sample_from_noise(noise):
-        return decode_in_graph(generator(noise, training=False), transformer)
+    if generator.conditional:
+        condition_spec = tf.TensorSpec(
+            (None, len(generator.condition_columns)), tf.float32, name="condition"
+        )
 
-    @tf.function(input_signature=[noise_spec])
-    def sample_encoded(noise):
-        return {"encoded": generator(noise, training=False)}
+        @tf.function(input_signature=[noise_spec, condition_spec])
+        def sample_from_noise(noise, condition):
+            return decode_in_graph(generator([noise, condition], training=False), transformer)
+
+        @tf.function(input_signature=[noise_spec, condition_spec])
+        def sample_encoded(noise, condition):
+            return {"encoded": generator([noise, condition], training=False)}
+
+    else:
+
+        @tf.function(input_signature=[noise_spec])
+        def sample_from_noise(noise):
+            return decode_in_graph(generator(noise, training=False), transformer)
+
+        @tf.function(input_signature=[noise_spec])
+        def sample_encoded(noise):
+            return {"encoded": generator(noise, training=False)}
 
     archive = keras.export.ExportArchive()
     archive.track(generator)

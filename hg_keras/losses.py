@@ -17,7 +17,7 @@ def wasserstein_generator_loss(fake_scores):
     return -tf.reduce_mean(fake_scores)
 
 
-def gradient_penalty(critic, real, fake, alpha, epsilon=1e-12):
+def gradient_penalty(critic, real, fake, alpha, epsilon=1e-12, valid=None):
     """Mean of ``(||grad D(x_hat)|| - 1)^2`` at ``x_hat = alpha*real + (1-alpha)*fake``.
 
     The norm runs over every non-batch axis (time and features), with
@@ -30,11 +30,16 @@ def gradient_penalty(critic, real, fake, alpha, epsilon=1e-12):
         critic: callable mapping `(batch, time, features)` to `(batch, 1)`.
         real, fake: tensors `(batch, time, features)`.
         alpha: tensor `(batch, 1, 1)`, one U(0, 1) weight per sequence.
+        valid: optional bool tensor `(batch, time)`, False at padded steps;
+            those keep the real (padding) value exactly, so the critic masks
+            them and they add nothing to the norm.
 
     Returns:
         Scalar tensor, the unweighted penalty.
     """
     interpolated = alpha * real + (1.0 - alpha) * fake
+    if valid is not None:
+        interpolated = tf.where(valid[..., None], interpolated, real)
     with tf.GradientTape() as tape:
         tape.watch(interpolated)
         scores = critic(interpolated, training=True)
@@ -44,7 +49,7 @@ def gradient_penalty(critic, real, fake, alpha, epsilon=1e-12):
     return tf.reduce_mean(tf.square(norms - 1.0))
 
 
-def pooled_correlation(x, epsilon=1e-8, all_reduce=None):
+def pooled_correlation(x, epsilon=1e-8, all_reduce=None, weights=None):
     """Pearson matrix of the features, pooled over batch and time.
 
     Health Gym's formula: centre each column, divide by its norm clamped at
@@ -61,20 +66,28 @@ def pooled_correlation(x, epsilon=1e-8, all_reduce=None):
         x: tensor `(batch, time, features)` or `(rows, features)`.
         epsilon: float, the smallest column norm.
         all_reduce: optional function, sum over replicas.
+        weights: optional 0/1 tensor `(batch, time)` (or `(rows,)`): rows
+            with weight 0 (padded steps) do not count.
 
     Returns:
         Tensor `(features, features)`.
     """
     reduce = all_reduce or (lambda tensor: tensor)
     rows = tf.reshape(x, (-1, tf.shape(x)[-1]))
-    count = reduce(tf.cast(tf.shape(rows)[0], rows.dtype))
-    rows = rows - reduce(tf.reduce_sum(rows, axis=0, keepdims=True)) / count
+    if weights is None:
+        count = reduce(tf.cast(tf.shape(rows)[0], rows.dtype))
+        rows = rows - reduce(tf.reduce_sum(rows, axis=0, keepdims=True)) / count
+    else:
+        w = tf.reshape(tf.cast(weights, rows.dtype), (-1, 1))
+        count = reduce(tf.reduce_sum(w))
+        rows = (rows - reduce(tf.reduce_sum(rows * w, axis=0, keepdims=True)) / count) * w
     cross = reduce(tf.matmul(rows, rows, transpose_a=True))
     # Clamping the squared norm keeps the sqrt's gradient finite at zero.
     norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(cross), epsilon**2))
     return cross / (norms[:, None] * norms[None, :])
 
 
-def correlation_loss(fake, target, all_reduce=None):
+def correlation_loss(fake, target, all_reduce=None, weights=None):
     """Mean absolute difference between the fake batch's pooled correlation and `target`."""
-    return tf.reduce_mean(tf.abs(pooled_correlation(fake, all_reduce=all_reduce) - target))
+    correlation = pooled_correlation(fake, all_reduce=all_reduce, weights=weights)
+    return tf.reduce_mean(tf.abs(correlation - target))

@@ -19,3 +19,18 @@ def latent_noise(patients, steps, latent_dim, seed, distribution="uniform"):
     if distribution == "uniform":
         return tf.random.stateless_uniform(shape, seed=seed)
     return tf.random.stateless_normal(shape, seed=seed)
+
+
+def draw_categories(probabilities, count, seed):
+    """`count` stateless draws of indices with the given probabilities (int32 tensor).
+
+    Used for synthetic patients' lengths and static groups, in ``sample`` and
+    in the SavedModel alike, so both draw the same patients for a seed.
+
+    Args:
+        probabilities: 1-D array or tensor summing to 1.
+        count: int or scalar tensor.
+        seed: int64 tensor of shape (2,).
+    """
+    logits = tf.math.log(tf.cast(tf.convert_to_tensor(probabilities), tf.float64))[None]
+    return tf.random.stateless_categorical(logits, count, seed=seed, dtype=tf.int32)[0]

@@ -27,6 +27,7 @@ from hg_keras.data.pipeline import (
     check_curriculum,
     correlation_target,
     curriculum_dataset,
+    patient_weights,
     steps_per_epoch,
 )
 from hg_keras.data.transforms import CohortTransformer
@@ -52,9 +53,17 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         align_backward=model.align_backward,
         static_head=model.static_head,
         recurrent=recurrent,
+        masked=config.schema.variable_length,
+        condition_columns=transformer.layout.condition_columns if model.conditional else (),
         name="generator",
     )
-    critic = Critic(features, hidden_units=model.hidden_units, recurrent=recurrent, name="critic")
+    critic = Critic(
+        features,
+        hidden_units=model.hidden_units,
+        recurrent=recurrent,
+        masked=config.schema.variable_length,
+        name="critic",
+    )
     training = config.training
     wgan = WGANGP(
         generator,
@@ -85,6 +94,11 @@ def load_training_cohort(config, data=None, with_holdout=False):
         with_holdout: bool, also return up to as many of the following
             patients (never trained on), or None when there are none.
     """
+    if data is None and config.schema != load_config("art4hiv").schema:
+        raise InputError(
+            "the embedded cohort is ART for HIV; this config's schema needs --data PATH "
+            "(a CSV or Parquet cohort in that schema)"
+        )
     frame = load_cohort(data, config.schema if data else None)
     ids = frame[config.schema.id].unique()
     wanted = config.training.patients or len(ids)
@@ -155,9 +169,10 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         transformer = CohortTransformer(config.schema).fit(frame)
     encoded = transformer.encode(frame)
     if np.isnan(encoded).any():
+        names = [v.name for v in config.schema.variables if v.missing == "allow"]
         raise InputError(
-            "the cohort has missing values; training needs complete numerics "
-            "(missing-value modelling is not available yet)"
+            f"the cohort has missing values in {', '.join(names) or 'some column'}; "
+            "set 'missing: indicator' on those variables to model them"
         )
     patients = encoded.shape[0]
     batch_size = min(training.batch_size, patients)
@@ -187,6 +202,9 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
 
     with strategy.scope():
         wgan = build_wgan(config, transformer, correlation_target(encoded))
+    weights = None
+    if training.rebalance:
+        weights = patient_weights(encoded, transformer.layout.condition_columns)
     dataset = curriculum_dataset(
         encoded,
         training.curriculum,
@@ -194,6 +212,7 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         training.seed,
         first_epoch=start_epoch,
         epochs=max(training.epochs - start_epoch, 1),
+        weights=weights,
     )
     guard = NonFiniteGuard()
     stopper = StopOnSignal(checkpoint_dir)

@@ -92,13 +92,17 @@ def validate_cohort(frame, schema, source="cohort"):
         column = _numbers(frame[variable.name], source, variable.name)
         _check_missing(column, variable, source)
         if variable.is_numeric:
-            if variable.transform == "boxcox":
-                bad = np.flatnonzero(column.to_numpy() <= -BOXCOX_EPS)
+            floor, name = {"boxcox": (-BOXCOX_EPS, "Box-Cox"), "log": (-1.0, "log(x + 1)")}.get(
+                variable.transform, (None, None)
+            )
+            if floor is not None:
+                bad = np.flatnonzero(column.to_numpy() <= floor)
                 if bad.size:
+                    expected = ">= 0" if variable.transform == "boxcox" else "> -1"
                     raise InputError(
                         f"{source}: column '{variable.name}' row {bad[0] + 1}: value "
-                        f"{float(column.iloc[bad[0]])} cannot be Box-Cox transformed "
-                        "(expected a value >= 0)"
+                        f"{float(column.iloc[bad[0]])} cannot be {name} transformed "
+                        f"(expected a value {expected})"
                     )
         else:
             observed = column.dropna()
@@ -123,7 +127,25 @@ def validate_cohort(frame, schema, source="cohort"):
             "expected one row per patient per time step"
         )
     frame = frame.sort_values([schema.id, schema.time], kind="stable")
+    _check_static(frame, schema, source)
     return frame[expected].reset_index(drop=True)
+
+
+def _check_static(frame, schema, source):
+    """A static attribute must keep one value within each patient."""
+    for variable in schema.variables:
+        if not variable.static:
+            continue
+        values = frame.groupby(schema.id, sort=False)[variable.name].nunique(dropna=True)
+        varying = values[values > 1]
+        if len(varying):
+            patient = varying.index[0]
+            seen = frame.loc[frame[schema.id] == patient, variable.name].dropna().unique()[:3]
+            raise InputError(
+                f"{source}: column '{variable.name}' is static but {schema.id}={patient} has "
+                f"several values ({', '.join(str(_code(v)) for v in seen)}); expected one "
+                "value per patient"
+            )
 
 
 def _quote(names):

@@ -9,6 +9,7 @@ lengths; the dataset's time axis is `None` so the train step traces once.
 import numpy as np
 import tensorflow as tf
 
+from hg_keras.data.transforms import PAD
 from hg_keras.errors import InputError
 from hg_keras.losses import pooled_correlation
 
@@ -33,7 +34,9 @@ def steps_per_epoch(patients, curriculum, batch_size):
     return len(curriculum) * (patients // batch_size)
 
 
-def curriculum_dataset(encoded, curriculum, batch_size, seed, first_epoch=0, epochs=1):
+def curriculum_dataset(
+    encoded, curriculum, batch_size, seed, first_epoch=0, epochs=1, weights=None
+):
     """Batches of `epochs` curriculum epochs in a row, starting at `first_epoch`.
 
     The batches of epoch `e` depend only on `(seed, e)`, never on how often
@@ -50,6 +53,9 @@ def curriculum_dataset(encoded, curriculum, batch_size, seed, first_epoch=0, epo
         seed: int.
         first_epoch: int, index of the first epoch.
         epochs: int, number of epochs.
+        weights: optional float array `(patients,)`: each epoch then draws its
+            patients with these probabilities, with replacement
+            (:func:`patient_weights` rebalances groups), instead of a permutation.
 
     Returns:
         ``tf.data.Dataset`` of `(batch_size, L, features)` float32 tensors.
@@ -62,7 +68,10 @@ def curriculum_dataset(encoded, curriculum, batch_size, seed, first_epoch=0, epo
     def batches(epoch):
         rng = np.random.default_rng([seed, int(epoch)])
         for length in curriculum:
-            order = rng.permutation(patients)
+            if weights is None:
+                order = rng.permutation(patients)
+            else:
+                order = rng.choice(patients, size=patients, p=weights)
             for k in range(per_length):
                 yield encoded[order[k * batch_size : (k + 1) * batch_size], :length]
 
@@ -84,11 +93,31 @@ def correlation_target(encoded, steps=None):
     """Pearson matrix of the encoded features pooled over patients and time.
 
     The same clamped formula as the generator loss
-    (:func:`hg_keras.losses.pooled_correlation`), computed in float64.
+    (:func:`hg_keras.losses.pooled_correlation`), computed in float64;
+    padded steps (variable-length patients) do not count.
 
     Args:
         encoded: array `(patients, time, features)`.
         steps: int, only the first `steps` months (default: all).
     """
-    rows = tf.constant(np.asarray(encoded[:, :steps], dtype=np.float64))
-    return pooled_correlation(rows).numpy().astype(np.float32)
+    encoded = np.asarray(encoded[:, :steps], dtype=np.float64)
+    rows = encoded.reshape(-1, encoded.shape[-1])
+    rows = rows[~np.all(rows == PAD, axis=-1)]
+    return pooled_correlation(tf.constant(rows)).numpy().astype(np.float32)
+
+
+def patient_weights(encoded, columns):
+    """Sampling weights that make every group of the given one-hot columns equally likely.
+
+    Args:
+        encoded: array `(patients, time, features)`.
+        columns: encoded columns of the static discrete attributes.
+
+    Returns:
+        float array `(patients,)` summing to 1.
+    """
+    groups = np.unique(np.asarray(encoded)[:, 0, list(columns)], axis=0, return_inverse=True)[1]
+    groups = groups.reshape(-1)
+    sizes = np.bincount(groups)
+    weights = 1.0 / sizes[groups]
+    return weights / weights.sum()

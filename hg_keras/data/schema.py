@@ -9,9 +9,12 @@ with no code change::
 
     id: PatientID
     time: Timestep
+    lengths: variable          # patients may have 1 to T steps (default: fixed)
+    irregular_time: true       # model the time since the previous visit
     variables:
       - {name: VL, kind: numeric, transform: boxcox}
       - {name: Gender, kind: binary, static: true, levels: {1: Male, 2: Female}}
+      - {name: Lactate, kind: numeric, missing: indicator}
 """
 
 import dataclasses
@@ -20,8 +23,9 @@ from hg_keras.errors import InputError
 from hg_keras.files import check_keys
 
 KINDS = ("numeric", "binary", "categorical")
-TRANSFORMS = ("boxcox", "minmax")
-MISSING = ("error", "allow")
+TRANSFORMS = ("boxcox", "log", "minmax")
+MISSING = ("error", "allow", "indicator")
+LENGTHS = ("fixed", "variable")
 
 # Health Gym's embedding-size policy for the critic's soft embedding.
 DEFAULT_EMBEDDING_SIZE = {"binary": 2, "categorical": 4}
@@ -37,9 +41,13 @@ class Variable:
         levels: tuple of (code, label) pairs for discrete kinds, in the
             order of their one-hot columns; empty for numerics.
         static: bool, True for a per-patient attribute (constant over time).
-        transform: str, ``boxcox`` (Box-Cox then min-max) or ``minmax``; numerics only.
-        missing: str, ``error`` (a missing value is an input error) or
-            ``allow`` (NaN passes through the transforms).
+        transform: str, ``boxcox`` (Box-Cox then min-max), ``log``
+            (log(x + 1) then min-max, Health Gym sepsis's "LN") or ``minmax``;
+            numerics only.
+        missing: str, ``error`` (a missing value is an input error),
+            ``indicator`` (an observed/missing channel is modelled beside the
+            filled value, see :mod:`hg_keras.data.derived`) or ``allow`` (NaN
+            passes through the transforms; for evaluation only, not training).
         embedding_size: int, width of the critic's soft embedding of a
             discrete block (Health Gym: 2 for binary, 4 for categorical).
     """
@@ -90,13 +98,41 @@ class Schema:
 
     Args:
         id: str, the patient-id column.
-        time: str, the time-step column.
+        time: str, the time-step column (integers).
         variables: tuple of :class:`Variable`, in table order.
+        lengths: str, ``fixed`` (every patient has the same number of steps)
+            or ``variable`` (1 to T steps; padded and masked in the networks).
+        irregular_time: bool, model the time column as the gap since the
+            previous visit instead of assuming consecutive steps.
     """
 
     id: str
     time: str
     variables: tuple
+    lengths: str = "fixed"
+    irregular_time: bool = False
+
+    @property
+    def variable_length(self):
+        return self.lengths == "variable"
+
+    @property
+    def derived(self):
+        """True when the networks see columns the table lacks (indicators, time gaps)."""
+        return self.irregular_time or any(v.missing == "indicator" for v in self.variables)
+
+    def modelled(self):
+        """The schema of what the networks see: derived columns added, none missing."""
+        from hg_keras.data.derived import modelled_variables
+
+        if not self.derived:
+            return self
+        return dataclasses.replace(self, variables=modelled_variables(self), irregular_time=False)
+
+    @property
+    def static_discrete(self):
+        """Static binary and categorical variables: what conditional sampling fixes."""
+        return tuple(v for v in self.variables if v.static and not v.is_numeric)
 
     @property
     def names(self):
@@ -114,11 +150,13 @@ class Schema:
         raise KeyError(name)
 
     def to_dict(self):
-        return {
-            "id": self.id,
-            "time": self.time,
-            "variables": [v.to_dict() for v in self.variables],
-        }
+        out = {"id": self.id, "time": self.time}
+        if self.lengths != "fixed":
+            out["lengths"] = self.lengths
+        if self.irregular_time:
+            out["irregular_time"] = True
+        out["variables"] = [v.to_dict() for v in self.variables]
+        return out
 
     @classmethod
     def from_dict(cls, data, where="schema"):
@@ -129,7 +167,7 @@ class Schema:
         """
         if not isinstance(data, dict):
             raise InputError(f"{where}: expected a mapping with id, time and variables")
-        check_keys(data, {"id", "time", "variables"}, where)
+        check_keys(data, {"id", "time", "variables", "lengths", "irregular_time"}, where)
         for key in ("id", "time", "variables"):
             if key not in data:
                 raise InputError(f"{where}: missing key '{key}'")
@@ -144,7 +182,26 @@ class Schema:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise InputError(f"{where}: column '{duplicates[0]}' is listed twice")
-        return cls(id=str(data["id"]), time=str(data["time"]), variables=variables)
+        lengths = data.get("lengths", "fixed")
+        if lengths not in LENGTHS:
+            raise InputError(f"{where}: lengths '{lengths}' is not one of {', '.join(LENGTHS)}")
+        irregular = data.get("irregular_time", False)
+        if not isinstance(irregular, bool):
+            raise InputError(f"{where}: irregular_time must be true or false, got '{irregular}'")
+        schema = cls(
+            id=str(data["id"]),
+            time=str(data["time"]),
+            variables=variables,
+            lengths=lengths,
+            irregular_time=irregular,
+        )
+        taken = set(names)
+        for variable in schema.modelled().variables:
+            if variable.name in taken and variable.name not in schema.names:
+                raise InputError(
+                    f"{where}: column '{variable.name}' clashes with a derived column; rename it"
+                )
+        return schema
 
 
 def _variable_from_dict(entry, where):

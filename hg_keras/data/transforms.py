@@ -19,12 +19,16 @@ import pandas as pd
 import scipy.special
 import scipy.stats
 
+from hg_keras.data.derived import fill_values, from_model_frame, to_model_frame
 from hg_keras.data.schema import Schema
 from hg_keras.errors import InputError
 from hg_keras.files import atomic_write
 
 # Box-Cox needs positive input; v1 shifts every value by this much.
 BOXCOX_EPS = 1e-3
+# Encoded values lie in [0, 1]; steps after a patient's end hold this value,
+# which the networks' Masking layers turn into a mask.
+PAD = -1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +84,16 @@ class FeatureLayout:
         """Encoded column indices of static variables."""
         return tuple(i for b in self.blocks if b.static for i in range(b.start, b.end))
 
+    @property
+    def condition_columns(self):
+        """Encoded columns of static discrete variables: what a conditional generator is given."""
+        return tuple(
+            i
+            for b in self.blocks
+            if b.static and b.kind != "numeric"
+            for i in range(b.start, b.end)
+        )
+
     def spec(self):
         """The layout as plain values, for layer configs: width, numeric width,
         discrete blocks as `[start, end, embedding_size]` and static columns."""
@@ -110,9 +124,19 @@ class FeatureLayout:
 class CohortTransformer:
     """Fits, applies and inverts the cohort encoding.
 
+    The networks see ``schema.modelled()``: the table's variables plus the
+    derived ones (missing-value indicators, time gaps; see
+    :mod:`hg_keras.data.derived`), which encode adds and decode removes.
+
     Args:
         schema: :class:`Schema` of the cohort.
         numeric_params: dict name -> {"lambda", "min", "range"}; set by :meth:`fit`.
+        fills: dict name -> last-resort fill of indicator variables; set by :meth:`fit`.
+        length_counts: dict length -> patients, the training lengths; set by :meth:`fit`.
+        static_groups: list of ``[codes, patients]``, the training patients'
+            combinations of static discrete codes (``model_schema.static_discrete``
+            order); set by :meth:`fit`.
+        integer_time: bool, the training times were integers (irregular time).
 
     Example:
         >>> transformer = CohortTransformer(schema).fit(train_frame)
@@ -120,17 +144,41 @@ class CohortTransformer:
         >>> frame = transformer.decode(x)         # clinical units and codes
     """
 
-    def __init__(self, schema, numeric_params=None):
+    def __init__(
+        self,
+        schema,
+        numeric_params=None,
+        fills=None,
+        length_counts=None,
+        static_groups=None,
+        integer_time=True,
+    ):
         self.schema = schema
-        self.layout = FeatureLayout(schema)
+        self.model_schema = schema.modelled()
+        self.layout = FeatureLayout(self.model_schema)
         self.numeric_params = dict(numeric_params or {})
+        self.fills = dict(fills or {})
+        self.length_counts = {int(k): int(v) for k, v in (length_counts or {}).items()}
+        self.static_groups = [[list(map(int, codes)), int(n)] for codes, n in static_groups or []]
+        self.integer_time = integer_time
 
     # Fitting
 
     def fit(self, frame):
-        """Fits the numeric transforms on `frame` (training patients only)."""
+        """Fits the transforms on `frame` (training patients only)."""
+        self.fills = fill_values(frame, self.schema)
+        lengths = frame.groupby(self.schema.id, sort=False).size()
+        self.length_counts = {int(k): int(v) for k, v in lengths.value_counts().items()}
+        times = frame[self.schema.time].to_numpy()
+        self.integer_time = bool(np.all(np.round(times) == times))
+        frame = to_model_frame(frame, self.schema, self.fills)
+        static = [v.name for v in self.model_schema.static_discrete]
+        if static:
+            first = frame.groupby(self.schema.id, sort=False)[static].first()
+            groups = first.astype(np.int64).value_counts(sort=False).sort_index()
+            self.static_groups = [[list(map(int, k)), int(n)] for k, n in groups.items()]
         params = {}
-        for variable in self.schema.variables:
+        for variable in self.model_schema.variables:
             if not variable.is_numeric:
                 continue
             values = frame[variable.name].to_numpy(dtype=np.float64)
@@ -141,43 +189,60 @@ class CohortTransformer:
             if variable.transform == "boxcox":
                 lam = _boxcox_lambda(values + BOXCOX_EPS)
                 values = scipy.special.boxcox(values + BOXCOX_EPS, lam)
+            elif variable.transform == "log":
+                values = np.log1p(values)
             low, high = float(values.min()), float(values.max())
             params[variable.name] = {"lambda": lam, "min": low, "range": high - low}
+            if variable.transform == "log":
+                params[variable.name]["log"] = True
         self.numeric_params = params
         return self
 
     # Encoding
 
-    def encode(self, frame, dtype=np.float32):
-        """Encodes a sorted long-format frame of equal-length patients.
+    def encode(self, frame, dtype=np.float32, return_lengths=False):
+        """Encodes a sorted long-format frame.
 
         Args:
             frame: DataFrame as returned by :func:`load_cohort`.
             dtype: output dtype. The networks take float32, which keeps about
                 1e-5 relative precision after the inverse Box-Cox of a
                 strongly skewed column; float64 inverts to 1e-12.
+            return_lengths: bool, also return each patient's number of steps.
 
         Returns:
-            array `(patients, time, features)`.
+            array `(patients, time, features)`, patients shorter than the
+            longest padded with :data:`PAD` (``lengths: variable`` schemas);
+            with `return_lengths`, also an int array `(patients,)`.
         """
         self._check_fitted()
         counts = frame.groupby(self.schema.id, sort=False).size().to_numpy()
-        if counts.size and (counts != counts[0]).any():
+        if counts.size and (counts != counts[0]).any() and not self.schema.variable_length:
             raise InputError(
                 "patients have different numbers of time steps "
-                f"({counts.min()} to {counts.max()}); this model needs equal lengths"
+                f"({counts.min()} to {counts.max()}); set 'lengths: variable' in the schema "
+                "to model that"
             )
-        steps = int(counts[0]) if counts.size else 0
+        frame = to_model_frame(frame, self.schema, self.fills)
+        steps = int(counts.max()) if counts.size else 0
         flat = np.zeros((len(frame), self.layout.width), dtype=np.float64)
         for block in self.layout.blocks:
-            variable = self.schema.variable(block.name)
+            variable = self.model_schema.variable(block.name)
             values = frame[block.name].to_numpy(dtype=np.float64)
             if variable.is_numeric:
                 flat[:, block.start] = self.scale(block.name, values)
             else:
                 for k, code in enumerate(variable.codes):
                     flat[:, block.start + k] = values == code
-        return flat.reshape(len(counts), steps, self.layout.width).astype(dtype)
+        if counts.size and (counts == steps).all():
+            encoded = flat.reshape(len(counts), steps, self.layout.width)
+        else:
+            encoded = np.full((len(counts), steps, self.layout.width), PAD)
+            patient = np.repeat(np.arange(len(counts)), counts)
+            position = np.arange(len(frame)) - np.repeat(np.cumsum(counts) - counts, counts)
+            encoded[patient, position] = flat
+        encoded = encoded.astype(dtype)
+        return (encoded, counts.astype(np.int64)) if return_lengths else encoded
 
     def scale(self, name, values):
         """Clinical units -> [0, 1] for one numeric variable (NaN stays NaN)."""
@@ -185,6 +250,8 @@ class CohortTransformer:
         values = np.asarray(values, dtype=np.float64)
         if p["lambda"] is not None:
             values = scipy.special.boxcox(values + BOXCOX_EPS, p["lambda"])
+        elif p.get("log"):
+            values = np.log1p(values)
         return (values - p["min"]) / (p["range"] or 1.0)
 
     def unscale(self, name, scaled):
@@ -199,11 +266,13 @@ class CohortTransformer:
                 # Outside the fitted range lambda*x + 1 can cross zero; v1 clamps it.
                 values = np.power(np.maximum(lam * values + 1.0, 1e-12), 1.0 / lam)
             values = values - BOXCOX_EPS
+        elif p.get("log"):
+            values = np.expm1(values)
         return values
 
     # Decoding
 
-    def decode(self, encoded, patient_ids=None, first_step=0):
+    def decode(self, encoded, patient_ids=None, first_step=0, lengths=None):
         """Decodes `(patients, time, features)` back to a long-format frame.
 
         Numerics are clipped to [0, 1] (the fitted range) before inversion;
@@ -213,7 +282,10 @@ class CohortTransformer:
         Args:
             encoded: array `(patients, time, features)`.
             patient_ids: optional sequence of ids; defaults to 0..patients-1.
-            first_step: int, time-step value of the first month.
+            first_step: int, time-step value of the first month (without
+                ``irregular_time``; with it, times come from the decoded gaps).
+            lengths: optional int array `(patients,)`; steps from a
+                patient's length on are dropped.
 
         Returns:
             DataFrame with the schema's columns, sorted by patient then time.
@@ -225,7 +297,7 @@ class CohortTransformer:
             raise InputError(f"expected {self.layout.width} encoded features, got {width}")
         flat = encoded.reshape(patients * steps, width)
         columns = {}
-        for variable in self.schema.variables:
+        for variable in self.model_schema.variables:
             block = self.layout.block(variable.name)
             if variable.is_numeric:
                 column = np.clip(flat[:, block.start].astype(np.float64), 0.0, 1.0)
@@ -237,20 +309,39 @@ class CohortTransformer:
         ids = np.arange(patients) if patient_ids is None else np.asarray(patient_ids)
         columns[self.schema.id] = np.repeat(ids, steps)
         columns[self.schema.time] = np.tile(np.arange(first_step, first_step + steps), patients)
-        return pd.DataFrame(columns, columns=list(self.schema.columns))
+        frame = pd.DataFrame(columns, columns=list(self.model_schema.columns))
+        if lengths is not None:
+            keep = np.tile(np.arange(steps), patients) < np.repeat(np.asarray(lengths), steps)
+            frame = frame[keep].reset_index(drop=True)
+        return from_model_frame(frame, self.schema, self.integer_time)
 
     # Saving
 
     def to_dict(self):
-        return {
+        out = {
             "schema": self.schema.to_dict(),
             "numeric_params": self.numeric_params,
             "boxcox_eps": BOXCOX_EPS,
+            "length_counts": self.length_counts,
         }
+        if self.fills:
+            out["fills"] = self.fills
+        if self.static_groups:
+            out["static_groups"] = self.static_groups
+        if self.schema.irregular_time:
+            out["integer_time"] = self.integer_time
+        return out
 
     @classmethod
     def from_dict(cls, data):
-        return cls(Schema.from_dict(data["schema"]), data["numeric_params"])
+        return cls(
+            Schema.from_dict(data["schema"]),
+            data["numeric_params"],
+            fills=data.get("fills"),
+            length_counts=data.get("length_counts"),
+            static_groups=data.get("static_groups"),
+            integer_time=data.get("integer_time", True),
+        )
 
     def save(self, path):
         """Writes the fitted transforms as JSON, atomically."""
@@ -270,7 +361,7 @@ class CohortTransformer:
     def _check_fitted(self):
         missing = [
             v.name
-            for v in self.schema.variables
+            for v in self.model_schema.variables
             if v.is_numeric and v.name not in self.numeric_params
         ]
         if missing:

@@ -9,6 +9,7 @@ the report says so.
 """
 
 import numpy as np
+import scipy.stats
 
 from hg_keras.data.transforms import CohortTransformer
 from hg_keras.errors import InputError
@@ -34,6 +35,37 @@ def _prefix(frame, schema, steps, source):
     return frame[rank < steps].reset_index(drop=True)
 
 
+def _long_enough(frame, schema, steps):
+    """The first `steps` steps of the patients that have at least that many."""
+    lengths = frame.groupby(schema.id, sort=False)[schema.id].transform("size")
+    rank = frame.groupby(schema.id, sort=False).cumcount()
+    return frame[(lengths >= steps) & (rank < steps)].reset_index(drop=True)
+
+
+def _lengths_and_missing(real, synthetic, schema):
+    """Length distributions and per-variable missing rates of the whole cohorts."""
+    lengths = {
+        k: f.groupby(schema.id).size().to_numpy()
+        for k, f in (("real", real), ("synthetic", synthetic))
+    }
+    result = {
+        "lengths": {
+            "ks": float(scipy.stats.ks_2samp(lengths["real"], lengths["synthetic"]).statistic),
+            "real_mean": float(lengths["real"].mean()),
+            "synthetic_mean": float(lengths["synthetic"].mean()),
+        }
+    }
+    result["missing_rates"] = {
+        v.name: {
+            "real": float(real[v.name].isna().mean()),
+            "synthetic": float(synthetic[v.name].isna().mean()),
+        }
+        for v in schema.variables
+        if v.missing != "error"
+    }
+    return result
+
+
 def evaluate(real, synthetic, schema, holdout=None, seed=0, epochs=10):
     """Computes fidelity, utility and privacy metrics.
 
@@ -46,6 +78,10 @@ def evaluate(real, synthetic, schema, holdout=None, seed=0, epochs=10):
         seed: int, seeds the split and the post-hoc classifiers.
         epochs: int, training epochs of the post-hoc classifiers.
 
+    Variable-length cohorts: the temporal metrics compare the first `h` steps
+    of the patients with at least `h` steps, `h` the real patients' median
+    length; the length distribution (KS) and missing rates use every patient.
+
     Returns:
         (metrics, details): `metrics` is the JSON-ready nested dict
         (``fidelity``, ``utility``, ``privacy``, ``verdicts``, ``setup``);
@@ -56,10 +92,24 @@ def evaluate(real, synthetic, schema, holdout=None, seed=0, epochs=10):
         real, holdout = split_patients(real, schema.id, seed)
     if real[schema.id].nunique() < 4 or holdout[schema.id].nunique() < 2:
         raise InputError("evaluation needs at least 4 training and 2 holdout patients")
-    steps = int(min(f.groupby(schema.id).size().min() for f in (real, synthetic, holdout)))
-    real = _prefix(real, schema, steps, "real")
-    synthetic = _prefix(synthetic, schema, steps, "synthetic")
-    holdout = _prefix(holdout, schema, steps, "holdout")
+    whole = _lengths_and_missing(real, synthetic, schema)
+    if schema.variable_length:
+        steps = int(np.median(real.groupby(schema.id).size()))
+        real, synthetic, holdout = (
+            _long_enough(f, schema, steps) for f in (real, synthetic, holdout)
+        )
+        if real[schema.id].nunique() < 4 or holdout[schema.id].nunique() < 2:
+            raise InputError(
+                f"evaluation needs at least 4 training and 2 holdout patients with {steps} "
+                "or more steps"
+            )
+        if synthetic.empty:
+            raise InputError(f"no synthetic patient has {steps} or more steps to compare")
+    else:
+        steps = int(min(f.groupby(schema.id).size().min() for f in (real, synthetic, holdout)))
+        real = _prefix(real, schema, steps, "real")
+        synthetic = _prefix(synthetic, schema, steps, "synthetic")
+        holdout = _prefix(holdout, schema, steps, "holdout")
 
     transformer = CohortTransformer(schema).fit(real)
     layout = transformer.layout
@@ -123,6 +173,7 @@ def evaluate(real, synthetic, schema, holdout=None, seed=0, epochs=10):
             c: {"real": switches["real"][c], "synthetic": switches["synthetic"][c]}
             for c in dynamic_discrete
         },
+        **whole,
     }
 
     # Utility

@@ -74,7 +74,7 @@ def attribute_disclosure(synthetic_x, synthetic_y, real_x, real_y, neighbours=1)
     }
 
 
-def patient_fingerprints(encoded, layout, decimals=6):
+def patient_fingerprints(encoded, layout, decimals=6, lengths=None):
     """One hashable key per patient, equal for patients that are exact copies.
 
     Numerics are rounded to `decimals` on the [0, 1] transformed scale and
@@ -84,6 +84,8 @@ def patient_fingerprints(encoded, layout, decimals=6):
 
     Args:
         encoded: array `(patients, time, features)`.
+        lengths: optional int array `(patients,)`: only a patient's first
+            `length` steps count (variable-length patients).
 
     Returns:
         list of bytes, one per patient.
@@ -94,4 +96,6 @@ def patient_fingerprints(encoded, layout, decimals=6):
         for b in layout.discrete_blocks
     ]
     keys = np.ascontiguousarray(np.concatenate(parts, axis=-1) + 0.0)  # + 0.0 folds -0.0 into 0.0
-    return [row.tobytes() for row in keys.reshape(len(keys), -1)]
+    if lengths is None:
+        return [row.tobytes() for row in keys.reshape(len(keys), -1)]
+    return [row[:length].tobytes() for row, length in zip(keys, lengths)]

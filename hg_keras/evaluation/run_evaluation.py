@@ -22,8 +22,11 @@ def evaluate_run(run_dir, seed=0, epochs=10):
     run = TrainedRun(run_dir)
     real, holdout = load_training_cohort(run.config, run.info.get("data"), with_holdout=True)
     patients = real[run.schema.id].nunique()
-    months = int(real.groupby(run.schema.id).size().min())
-    synthetic = run.sample_frame(patients, min(months, run.months), seed=seed)
+    if run.schema.variable_length:
+        synthetic = run.sample_frame(patients, seed=seed)  # lengths as in training
+    else:
+        months = int(real.groupby(run.schema.id).size().min())
+        synthetic = run.sample_frame(patients, min(months, run.months), seed=seed)
     metrics, details = evaluate(
         real, synthetic, run.schema, holdout=holdout, seed=seed, epochs=epochs
     )

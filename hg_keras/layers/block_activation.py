@@ -20,6 +20,7 @@ class BlockActivation(keras.layers.Layer):
 
     def __init__(self, numeric_width, blocks, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True
         self.numeric_width = int(numeric_width)
         self.blocks = [[int(s), int(e)] for s, e, *_ in blocks]
         expected = self.numeric_width
@@ -52,6 +53,8 @@ class StaticPooling(keras.layers.Layer):
     every static attribute (e.g. Gender) one value per synthetic patient;
     Health Gym v1 let such attributes change from month to month.
 
+    With a mask (variable-length patients) the mean runs over real steps only.
+
     Args:
         columns: list of int, the encoded columns to pool.
         width: int, total number of columns.
@@ -59,15 +62,22 @@ class StaticPooling(keras.layers.Layer):
 
     def __init__(self, columns, width, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True
         self.columns = [int(c) for c in columns]
         self.width = int(width)
 
-    def call(self, inputs):
-        mask = ops.convert_to_tensor(
+    def call(self, inputs, mask=None):
+        chosen = ops.convert_to_tensor(
             [1.0 if k in set(self.columns) else 0.0 for k in range(self.width)], dtype=inputs.dtype
         )
-        pooled = ops.mean(inputs, axis=1, keepdims=True)
-        return inputs * (1.0 - mask) + pooled * mask
+        if mask is None:
+            pooled = ops.mean(inputs, axis=1, keepdims=True)
+        else:
+            # The mean over a patient's real steps only.
+            weights = ops.cast(mask, inputs.dtype)[..., None]
+            total = ops.sum(inputs * weights, axis=1, keepdims=True)
+            pooled = total / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+        return inputs * (1.0 - chosen) + pooled * chosen
 
     def compute_output_shape(self, input_shape):
         return input_shape

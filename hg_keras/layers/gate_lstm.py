@@ -60,6 +60,7 @@ class GateLSTM(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.supports_masking = True
         if not isinstance(units, int) or units < 1:
             raise ValueError(f"units must be a positive integer, got {units!r}")
         self.units = units
@@ -104,9 +105,9 @@ class GateLSTM(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: features})
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
-        # `Bidirectional` passes these; the seed's LSTM always starts at zero.
-        if initial_state is not None or mask is not None:
-            raise ValueError("GateLSTM starts from a zero state and takes no mask")
+        # `Bidirectional` passes this; the seed's LSTM always starts at zero.
+        if initial_state is not None:
+            raise ValueError("GateLSTM starts from a zero state")
         x = ops.convert_to_tensor(inputs)
         if self.go_backwards:
             x = ops.flip(x, axis=1)
@@ -115,6 +116,13 @@ class GateLSTM(keras.layers.Layer):
         inputs_ta = tf.TensorArray(x.dtype, size=steps).unstack(time_major)
         outputs_ta = tf.TensorArray(x.dtype, size=steps if self.return_sequences else 0)
         zeros = tf.zeros((tf.shape(x)[0], self.units), dtype=x.dtype)
+        if mask is not None:
+            # Masked (padded) steps keep the state and output zeros, so a
+            # patient's last state is that of its last real step.
+            mask = ops.cast(ops.convert_to_tensor(mask), "bool")
+            if self.go_backwards:
+                mask = ops.flip(mask, axis=1)
+            mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(ops.transpose(mask))
 
         def step(t, h, c, outputs):
             z = (
@@ -124,10 +132,17 @@ class GateLSTM(keras.layers.Layer):
                 + self.h2h_bias
             )
             f, i, a, o = ops.split(z, 4, axis=-1)
-            c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(a)
-            h = ops.sigmoid(o) * ops.tanh(c)
+            c_new = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(a)
+            h_new = ops.sigmoid(o) * ops.tanh(c_new)
+            if mask is None:
+                h, c, output = h_new, c_new, h_new
+            else:
+                keep = mask_ta.read(t)[:, None]
+                h = ops.where(keep, h_new, h)
+                c = ops.where(keep, c_new, c)
+                output = ops.where(keep, h_new, ops.zeros_like(h_new))
             if self.return_sequences:
-                outputs = outputs.write(t, h)
+                outputs = outputs.write(t, output)
             return t + 1, h, c, outputs
 
         _, h_last, c_last, outputs_ta = tf.while_loop(
@@ -141,6 +156,9 @@ class GateLSTM(keras.layers.Layer):
         if self.return_state:
             return output, h_last, c_last
         return output
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shape):
         batch, time = input_shape[0], input_shape[1]

@@ -24,6 +24,7 @@ class SoftEmbedding(keras.layers.Layer):
 
     def __init__(self, numeric_width, blocks, embeddings_initializer="random_normal", **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True
         self.numeric_width = int(numeric_width)
         self.blocks = [[int(s), int(e), int(k)] for s, e, k in blocks]
         for start, end, size in self.blocks:

@@ -2,6 +2,7 @@
 
 import keras
 
+from hg_keras.data.transforms import PAD
 from hg_keras.layers import SoftEmbedding, bidirectional_gate_lstm
 
 
@@ -13,11 +14,13 @@ class Critic(keras.Model):
         features: dict from ``FeatureLayout.spec()``.
         hidden_units: int, dense and LSTM width (v1: 128).
         recurrent: str, ``gate`` (:class:`GateLSTM`) or ``keras`` (benchmark reference).
+        masked: bool, for variable-length patients: steps equal to
+            :data:`PAD` are masked, so a patient's score reads its real steps only.
 
     Input shape: `(batch, time, width)`. Output shape: `(batch, 1)`, unbounded.
     """
 
-    def __init__(self, features, hidden_units=128, recurrent="gate", **kwargs):
+    def __init__(self, features, hidden_units=128, recurrent="gate", masked=False, **kwargs):
         # Layers
         embed = SoftEmbedding(features["numeric_width"], features["blocks"], name="embedding")
         dense_1 = keras.layers.Dense(hidden_units, name="dense_1")
@@ -29,7 +32,8 @@ class Critic(keras.Model):
 
         # Graph
         sequences = keras.Input(shape=(None, features["width"]), name="sequences")
-        x = embed(sequences)
+        x = keras.layers.Masking(PAD, name="padding")(sequences) if masked else sequences
+        x = embed(x)
         x = keras.layers.LeakyReLU(0.1, name="act_1")(dense_1(x))
         x = keras.layers.LeakyReLU(0.1, name="act_2")(dense_2(x))
         outputs = score(recurrent_layer(x))
@@ -39,6 +43,7 @@ class Critic(keras.Model):
         self.features = features
         self.hidden_units = hidden_units
         self.recurrent = recurrent
+        self.masked = masked
 
     def get_config(self):
         return {
@@ -46,6 +51,7 @@ class Critic(keras.Model):
             "features": self.features,
             "hidden_units": self.hidden_units,
             "recurrent": self.recurrent,
+            "masked": self.masked,
         }
 
     @classmethod

@@ -2,9 +2,12 @@
 
 import keras
 
+from hg_keras.data.transforms import PAD
 from hg_keras.layers import (
+    AppendCondition,
     BlockActivation,
     FlipBackwardHalf,
+    ImposeCondition,
     StaticPooling,
     bidirectional_gate_lstm,
 )
@@ -29,8 +32,14 @@ class Generator(keras.Model):
             Ethnic; ``v1`` lets them vary month to month.
         recurrent: str, ``gate`` (:class:`GateLSTM`) or ``keras`` (the
             ``keras.layers.LSTM`` reference used by the benchmark).
+        masked: bool, for variable-length patients: noise steps equal to
+            :data:`PAD` are masked (no LSTM update, excluded from static pooling).
+        condition_columns: list of encoded columns (the static discrete
+            blocks) given as a second input, `(batch, len(condition_columns))`,
+            appended to the noise and imposed on the output; empty for an
+            unconditional generator.
 
-    Input shape: `(batch, time, latent_dim)`.
+    Input shape: `(batch, time, latent_dim)`, and the condition when conditional.
     Output shape: `(batch, time, width)`: sigmoid numerics, softmax blocks.
     """
 
@@ -42,8 +51,11 @@ class Generator(keras.Model):
         align_backward=True,
         static_head="pooled",
         recurrent="gate",
+        masked=False,
+        condition_columns=(),
         **kwargs,
     ):
+        condition_columns = [int(c) for c in condition_columns]
         if static_head not in ("pooled", "v1"):
             raise ValueError(f"static_head must be 'pooled' or 'v1', got {static_head!r}")
         # Layers
@@ -55,7 +67,13 @@ class Generator(keras.Model):
 
         # Graph
         noise = keras.Input(shape=(None, latent_dim), name="noise")
-        x = recurrent_layer(noise)
+        inputs = noise
+        x = keras.layers.Masking(PAD, name="padding")(noise) if masked else noise
+        if condition_columns:
+            condition = keras.Input(shape=(len(condition_columns),), name="condition")
+            inputs = [noise, condition]
+            x = AppendCondition(name="append_condition")([x, condition])
+        x = recurrent_layer(x)
         if not align_backward:
             x = FlipBackwardHalf(hidden_units, name="v1_unaligned")(x)
         x = keras.layers.LeakyReLU(0.1, name="act_1")(dense_1(x))
@@ -64,7 +82,11 @@ class Generator(keras.Model):
         if static_head == "pooled" and features["static_columns"]:
             x = StaticPooling(features["static_columns"], features["width"], name="static")(x)
         outputs = heads(x)
-        super().__init__(inputs=noise, outputs=outputs, **kwargs)
+        if condition_columns:
+            outputs = ImposeCondition(condition_columns, features["width"], name="impose")(
+                [outputs, condition]
+            )
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # Config
         self.features = features
@@ -73,6 +95,12 @@ class Generator(keras.Model):
         self.align_backward = align_backward
         self.static_head = static_head
         self.recurrent = recurrent
+        self.masked = masked
+        self.condition_columns = condition_columns
+
+    @property
+    def conditional(self):
+        return bool(self.condition_columns)
 
     def get_config(self):
         return {
@@ -83,6 +111,8 @@ class Generator(keras.Model):
             "align_backward": self.align_backward,
             "static_head": self.static_head,
             "recurrent": self.recurrent,
+            "masked": self.masked,
+            "condition_columns": self.condition_columns,
         }
 
     @classmethod

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from hg_keras.data.transforms import PAD
 from hg_keras.losses import (
     correlation_loss,
     gradient_penalty,
@@ -143,10 +144,29 @@ class WGANGP(keras.Model):
         def all_reduce(tensor):
             return context.all_reduce("sum", tensor)
 
+        # Variable-length patients: padded steps get padded noise and padded
+        # fakes, so both networks mask them; a conditional generator is given
+        # the real patients' static attributes.
+        valid = None
+        if self.generator.masked:
+            valid = tf.reduce_any(tf.not_equal(real, PAD), axis=-1)
+        condition = None
+        if self.generator.conditional:
+            condition = tf.gather(real[:, 0], self.generator.condition_columns, axis=-1)
+
+        def generate(noise):
+            if valid is not None:
+                noise = tf.where(valid[..., None], noise, PAD)
+            inputs = noise if condition is None else [noise, condition]
+            fake = self.generator(inputs, training=True)
+            if valid is not None:
+                fake = tf.where(valid[..., None], fake, PAD)
+            return fake
+
         for k in range(self.critic_steps):
             seed = tf.stack([tf.constant(self.seed, tf.int64), base + k])
             noise = local(self.noise(batch * replicas, steps, seed))
-            fake = self.generator(noise, training=True)
+            fake = generate(noise)
             alpha = local(
                 tf.random.stateless_uniform(
                     tf.stack([batch * replicas, 1, 1]), seed=seed + [0, _ALPHA_STREAM]
@@ -156,7 +176,7 @@ class WGANGP(keras.Model):
                 # One critic loop over both batches; rows do not interact.
                 scores = self.critic(tf.concat([real, fake], axis=0), training=True)
                 real_scores, fake_scores = scores[:batch], scores[batch:]
-                penalty = gradient_penalty(self.critic, real, fake, alpha)
+                penalty = gradient_penalty(self.critic, real, fake, alpha, valid=valid)
                 critic_loss = (
                     wasserstein_critic_loss(real_scores, fake_scores)
                     + self.gradient_penalty_weight * penalty
@@ -168,11 +188,11 @@ class WGANGP(keras.Model):
         seed = tf.stack([tf.constant(self.seed, tf.int64), base + _GENERATOR_STREAM])
         noise = local(self.noise(batch * replicas, steps, seed))
         with tf.GradientTape() as tape:
-            fake = self.generator(noise, training=True)
+            fake = generate(noise)
             adversarial = wasserstein_generator_loss(self.critic(fake, training=True))
             # The correlation of the global batch: the same on every replica.
             alignment = correlation_loss(
-                fake, self.correlation_target, all_reduce if replicas > 1 else None
+                fake, self.correlation_target, all_reduce if replicas > 1 else None, valid
             )
             generator_loss = adversarial + self.correlation_weight * alignment
             scaled = generator_loss * scale

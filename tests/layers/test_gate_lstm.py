@@ -166,3 +166,32 @@ def test_bidirectional_survives_serialization(tmp_path, inputs):
 def test_rejects_bad_units():
     with pytest.raises(ValueError, match="units must be a positive integer, got 0"):
         GateLSTM(0)
+
+
+def test_masked_steps_keep_the_state_as_the_numpy_reference_on_each_prefix(inputs):
+    lengths = [5, 3, 1]
+    mask = np.arange(5)[None, :] < np.asarray(lengths)[:, None]
+    layer = GateLSTM(6, return_state=True)
+    sequence, h, c = (np.asarray(t) for t in layer(inputs, mask=mask))
+    for patient, length in enumerate(lengths):
+        expected, h_ref, c_ref = reference_lstm(
+            inputs[patient : patient + 1, :length].astype(np.float64), *layer.get_weights()
+        )
+        assert np.abs(sequence[patient, :length] - expected[0]).max() < 1e-5
+        assert (sequence[patient, length:] == 0).all()
+        assert np.abs(h[patient] - h_ref[0]).max() < 1e-5
+        assert np.abs(c[patient] - c_ref[0]).max() < 1e-5
+
+
+def test_bidirectional_with_padding_equals_each_patient_alone(inputs):
+    lengths = [5, 2]
+    padded = inputs[:2].copy()
+    padded[1, 2:] = -1.0
+    model_in = keras.Input((None, 4))
+    masked = keras.layers.Masking(-1.0)(model_in)
+    layer = bidirectional_gate_lstm(3, return_sequences=False)
+    model = keras.Model(model_in, layer(masked))
+    together = np.asarray(model(padded))
+    alone = np.asarray(model(inputs[1:2, :2]))  # no padding at all
+    assert np.abs(together[1] - alone[0]).max() < 1e-5
+    assert lengths[0] == padded.shape[1]

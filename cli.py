@@ -70,7 +70,7 @@ def cli(debug):
     "config_path",
     default=DEFAULT_CONFIG,
     show_default=True,
-    help="Config YAML, or the name of a shipped one (quick, art4hiv).",
+    help="Config YAML, or the name of a shipped one (quick, art4hiv, sepsis, hypotension).",
 )
 @click.option(
     "--data",

@@ -1,7 +1,9 @@
 """hg-keras: Health Gym v1 (an LSTM WGAN-GP for synthetic patient cohorts) in Keras 3."""
 
+from hg_keras.conditions import parse_where
 from hg_keras.config import Config, ModelConfig, TrainingConfig, load_config, save_config
 from hg_keras.data import CohortTransformer, FeatureLayout, Schema, load_cohort
+from hg_keras.distribute import make_strategy
 from hg_keras.errors import InputError
 
 # Importing the layers and models registers them with Keras, so saved
@@ -25,5 +27,7 @@ __all__ = [
     "TrainingConfig",
     "load_cohort",
     "load_config",
+    "make_strategy",
+    "parse_where",
     "save_config",
 ]

@@ -100,6 +100,12 @@ def load_training_cohort(config, data=None, with_holdout=False):
             "(a CSV or Parquet cohort in that schema)"
         )
     frame = load_cohort(data, config.schema if data else None)
+    lengths = frame.groupby(config.schema.id, sort=False).size()
+    if lengths.nunique() > 1 and not config.schema.variable_length:
+        raise InputError(
+            f"{data}: patients have {lengths.min()} to {lengths.max()} time steps but the "
+            "schema says lengths: fixed; set 'lengths: variable' in the schema to model that"
+        )
     ids = frame[config.schema.id].unique()
     wanted = config.training.patients or len(ids)
     if wanted > len(ids):

@@ -67,3 +67,32 @@ def test_correlation_loss_is_mean_absolute_difference():
     target = np.eye(2, dtype="float32")
     r = np.corrcoef(x.reshape(-1, 2), rowvar=False)[0, 1]
     assert float(correlation_loss(tf.constant(x), target)) == pytest.approx(abs(r) / 2, rel=1e-4)
+
+
+def test_weighted_correlation_counts_only_real_rows():
+    rng = np.random.default_rng(4)
+    x = rng.random((3, 5, 4))
+    weights = np.arange(5)[None, :] < np.array([[5], [2], [4]])
+    padded = np.where(weights[..., None], x, -1.0)
+    expected = np.corrcoef(x[weights], rowvar=False)
+    got = pooled_correlation(tf.constant(padded), weights=tf.constant(weights))
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-10)
+    unweighted = pooled_correlation(tf.constant(padded)).numpy()
+    assert np.abs(unweighted - expected).max() > 0.05  # padding would distort it
+
+
+def test_gradient_penalty_ignores_padded_steps():
+    """Padded steps keep the padding value, so a masked critic sees each patient alone."""
+    critic_in = keras.Input((None, 3))
+    masked = keras.layers.Masking(-1.0)(critic_in)
+    critic = keras.Model(critic_in, keras.layers.Dense(1)(keras.layers.LSTM(4)(masked)))
+    rng = np.random.default_rng(5)
+    real = rng.random((2, 4, 3)).astype("float32")
+    fake = rng.random((2, 4, 3)).astype("float32")
+    valid = np.array([[True] * 4, [True, True, False, False]])
+    real[~valid], fake[~valid] = -1.0, -1.0
+    alpha = tf.constant(rng.random((2, 1, 1)), tf.float32)
+    both = gradient_penalty(critic, real, fake, alpha, valid=tf.constant(valid))
+    first = gradient_penalty(critic, real[:1], fake[:1], alpha[:1])
+    second = gradient_penalty(critic, real[1:, :2], fake[1:, :2], alpha[1:])
+    assert float(both) == pytest.approx((float(first) + float(second)) / 2, rel=1e-5)

@@ -9,6 +9,7 @@ mode-collapse check (the joint Gender x Ethnic table).
 """
 
 import itertools
+import warnings
 
 import numpy as np
 import scipy.signal
@@ -186,7 +187,9 @@ def autocorrelation(numeric, max_lag):
         numerator = np.sum(centred[:, lag:] * centred[:, :-lag], axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             acf = numerator / denominator
-        out[:, lag - 1] = np.nanmean(np.where(denominator > 0, acf, np.nan), axis=0)
+        with warnings.catch_warnings():  # a variable constant in every patient: NaN, then 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[:, lag - 1] = np.nanmean(np.where(denominator > 0, acf, np.nan), axis=0)
     return np.nan_to_num(out)
 
 

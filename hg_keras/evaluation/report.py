@@ -185,12 +185,27 @@ def _fmt(value):
     return html.escape(str(value))
 
 
+def _lengths_and_missing(fidelity):
+    lengths = fidelity.get("lengths") or {}
+    if lengths:
+        yield "Patient lengths, KS statistic (0 best)", lengths["ks"]
+        yield "Mean length, real", lengths["real_mean"]
+        yield "Mean length, synthetic", lengths["synthetic_mean"]
+    for name, rates in (fidelity.get("missing_rates") or {}).items():
+        yield f"{name} missing, real", rates["real"]
+        yield f"{name} missing, synthetic", rates["synthetic"]
+
+
 def _html(metrics, figures):
     rows = "".join(
         f"<tr><td>{area}</td><td>{html.escape(label)}</td>"
         f"<td class=num>{_fmt(metrics[area].get(key))}</td></tr>"
         for area, key, label in HEADLINES
         if key in metrics[area]
+    )
+    rows += "".join(
+        f"<tr><td>fidelity</td><td>{html.escape(label)}</td><td class=num>{_fmt(value)}</td></tr>"
+        for label, value in _lengths_and_missing(metrics["fidelity"])
     )
     verdicts = "".join(
         f"<li><b>{area.capitalize()}</b>: {html.escape(text)}</li>"

@@ -81,3 +81,29 @@ def test_critic_scores_any_length(features):
     critic = Critic(features, hidden_units=8)
     for steps in (1, 4):
         assert critic(np.zeros((2, steps, 37), "float32")).shape == (2, 1)
+
+
+def test_masked_critic_scores_a_padded_patient_as_if_alone(art_schema):
+    features = FeatureLayout(art_schema).spec()
+    keras.utils.set_random_seed(0)
+    critic = Critic(features, hidden_units=8, masked=True)
+    patient = np.random.default_rng(0).random((1, 3, features["width"])).astype("float32")
+    padded = np.concatenate([patient, np.full((1, 4, features["width"]), -1.0, "float32")], 1)
+    np.testing.assert_allclose(critic(padded), critic(patient), rtol=1e-5)
+
+
+def test_conditional_generator_outputs_exactly_the_given_static_levels(art_schema, tmp_path):
+    layout = FeatureLayout(art_schema)
+    columns = layout.condition_columns  # Gender (2) then Ethnic (4)
+    generator = Generator(
+        layout.spec(), latent_dim=4, hidden_units=8, masked=True, condition_columns=columns
+    )
+    noise = np.random.default_rng(1).random((2, 5, 4)).astype("float32")
+    noise[1, 3:] = -1.0  # the second patient has 3 steps
+    condition = np.array([[0, 1, 0, 0, 0, 1], [1, 0, 1, 0, 0, 0]], "float32")
+    output = np.asarray(generator([noise, condition]))
+    np.testing.assert_array_equal(output[:, :, list(columns)], np.repeat(condition[:, None], 5, 1))
+    generator.save(tmp_path / "g.keras")
+    restored = keras.models.load_model(tmp_path / "g.keras")
+    assert restored.conditional and restored.masked
+    np.testing.assert_allclose(restored([noise, condition]), output, rtol=1e-6)

@@ -148,7 +148,7 @@ def test_diverging_training_is_one_line(tmp_path, tiny_config_path):
     [
         (
             lambda f: ~((f.PatientID == 3) & (f.Timestep >= 12)),
-            "patients have different numbers of time steps (12 to 60)",
+            "cohort.csv: patients have 12 to 60 time steps but the schema says lengths: fixed",
         ),
         (lambda f: f.Timestep < 4, "patients have 4 time steps but the curriculum needs 6"),
     ],

@@ -137,13 +137,15 @@ def test_where_on_an_unconditional_model_says_how_to_get_one(trained_run):
 
 
 def test_unequal_lengths_under_a_fixed_schema_name_the_file_and_the_fix(tmp_path):
-    (tmp_path / "fixed.yaml").write_text(IRREGULAR_CONFIG.replace("variable", "fixed"))
+    (tmp_path / "fixed.yaml").write_text(
+        IRREGULAR_CONFIG.replace("lengths: variable", "lengths: fixed")
+    )
     irregular_cohort(patients=20).to_csv(tmp_path / "cohort.csv", index=False)
     result = run(
         "train", "--config", tmp_path / "fixed.yaml", "--data", tmp_path / "cohort.csv",
         "--out", tmp_path / "run",
     )  # fmt: skip
     assert result.exit_code == 2
-    assert f"error: {tmp_path / 'cohort.csv'}: patients have 1 to 16 time steps" in result.output
+    assert f"error: {tmp_path / 'cohort.csv'}: patients have 2 to 16 time steps" in result.output
     assert "set 'lengths: variable'" in result.output
     assert not (tmp_path / "run").exists()

@@ -156,11 +156,12 @@ class TrainedRun:
         if self.generator.masked:
             noise = tf.where(valid[..., None], noise, PAD)
         inputs = noise
-        self.check_where(where)
         if self.conditional:
             table, probabilities = group_table(self.transformer, where)
             picks = draw_categories(probabilities, patients, seed_pair + [0, GROUP_STREAM])
             inputs = [noise, tf.gather(table, picks)]
+        else:
+            self.check_where(where)
         encoded = self.generator(inputs, training=False)
         if self.config.model.discrete_output == "sample":
             encoded = draw_levels(encoded, self.transformer.layout, seed_pair)

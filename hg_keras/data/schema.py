@@ -195,9 +195,9 @@ class Schema:
             lengths=lengths,
             irregular_time=irregular,
         )
-        taken = set(names)
-        for variable in schema.modelled().variables:
-            if variable.name in taken and variable.name not in schema.names:
+        derived = schema.modelled().variables[len(variables) :]
+        for variable in derived:
+            if variable.name in names:
                 raise InputError(
                     f"{where}: column '{variable.name}' clashes with a derived column; rename it"
                 )

@@ -145,3 +145,56 @@ def test_rebalancing_weights_make_groups_equally_likely(config, frame):
     dataset = curriculum_dataset(encoded, (4,), 20, seed=0, epochs=20, weights=weights)
     drawn = [tuple(row) for batch in dataset for row in batch.numpy()[:, 0, list(columns)]]
     assert drawn.count(rare) / len(drawn) > 2 * groups.count(rare) / len(groups)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lengths": "ragged"}, "lengths 'ragged' is not one of fixed, variable"),
+        ({"irregular_time": "yes"}, "irregular_time must be true or false, got 'yes'"),
+        (
+            {"variables_extra": {"name": "Lactate_observed", "kind": "numeric"}},
+            "column 'Lactate_observed' clashes with a derived column",
+        ),
+    ],
+)
+def test_bad_schema_options_are_named(config, change, message):
+    data = config.schema.to_dict()
+    extra = change.pop("variables_extra", None)
+    data.update(change)
+    if extra:
+        data["variables"].append(extra)
+    with pytest.raises(InputError, match=message):
+        Schema.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "model, training, message",
+    [
+        ({"discrete_output": "mode"}, {}, "model.discrete_output must be argmax or sample"),
+        ({"conditional": False}, {"rebalance": True}, "rebalance needs model.conditional: true"),
+    ],
+)
+def test_bad_model_options_are_named(config, model, training, message):
+    data = {
+        "schema": config.schema.to_dict(),
+        "model": {**Config.to_dict(config)["model"], **model},
+        "training": {**Config.to_dict(config)["training"], **training},
+    }
+    with pytest.raises(InputError, match=message):
+        Config.from_dict(data)
+
+
+def test_conditional_without_static_levels_is_refused(config):
+    data = config.to_dict()
+    data["schema"]["variables"] = [v for v in data["schema"]["variables"] if not v.get("static")]
+    with pytest.raises(InputError, match="model.conditional needs a static binary or categorical"):
+        Config.from_dict(data)
+
+
+def test_negative_times_cannot_become_gaps(config, frame):
+    bad = frame.copy()
+    bad.loc[0, "Day"] = -3
+    transformer = CohortTransformer(config.schema)
+    with pytest.raises(InputError, match=r"column 'Day', row 2: irregular_time needs times of 0"):
+        transformer.fit(bad)

@@ -81,6 +81,12 @@ def cli(debug):
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs (each walks the curriculum).")
 @click.option("--seed", type=int, help="Seed for weights, data order and noise.")
 @click.option(
+    "--holdout",
+    type=click.FloatRange(min=0),
+    help="Patients kept out of training for the evaluation: a fraction (0.2) or a count "
+    "(100); 0 trains on all [default: the config's training.holdout].",
+)
+@click.option(
     "--out", type=click.Path(file_okay=False), help="Run folder [default: saved_models/run-<time>]."
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default: latest).")
@@ -103,7 +109,17 @@ def cli(debug):
     help="With --strategy mirrored: replicate over N logical CPU devices (no GPU needed).",
 )
 def train(
-    config_path, data, patients, epochs, seed, out, resume, evaluation, strategy, cpu_replicas
+    config_path,
+    data,
+    patients,
+    epochs,
+    seed,
+    holdout,
+    out,
+    resume,
+    evaluation,
+    strategy,
+    cpu_replicas,
 ):
     """Train the WGAN-GP and save the run (config, transforms, checkpoints, generator)."""
     from hg_keras.distribute import is_chief, make_strategy
@@ -116,12 +132,14 @@ def train(
     if resume:
         out = out or LATEST
         config = None
-        if patients or seed is not None:
+        if patients or seed is not None or holdout is not None:
             raise click.UsageError(
                 "--resume continues a run as configured; only --epochs and --data may be given"
             )
     else:
-        config = load_config(config_path).replace_training(patients=patients, seed=seed)
+        config = load_config(config_path).replace_training(
+            patients=patients, seed=seed, holdout=holdout
+        )
     from hg_keras.evaluation.run_evaluation import evaluate_run
     from hg_keras.export import export_run
 
@@ -203,10 +221,17 @@ def sample(patients, model_dir, months, seed, out, max_copies, where):
 )
 @click.option(
     "--synthetic",
-    "synthetic_path",
+    "synthetic_paths",
     required=True,
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="Synthetic cohort in the same schema.",
+    help="Synthetic cohort with the schema's columns; repeat to compare several generators.",
+)
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="A name per --synthetic, in order, for the comparison [default: file names].",
 )
 @click.option(
     "--holdout",
@@ -226,15 +251,27 @@ def sample(patients, model_dir, months, seed, out, max_copies, where):
     show_default=True,
     help="Seed for the split and the post-hoc classifiers.",
 )
-def evaluate(real_path, synthetic_path, holdout_path, config_path, model_dir, out, seed):
-    """Fidelity, utility and privacy metrics and an HTML report."""
+def evaluate(real_path, synthetic_paths, names, holdout_path, config_path, model_dir, out, seed):
+    """Fidelity, utility and privacy metrics and an HTML report.
+
+    With several --synthetic files, each is scored against the same real and
+    holdout patients with the same classifier seeds, into <out>/<name>/, and
+    <out>/comparison.html puts them side by side with the best of each row marked.
+    """
     from pathlib import Path
 
     from hg_keras.config import load_config
-    from hg_keras.data import load_cohort
+    from hg_keras.data import load_cohort, load_synthetic
     from hg_keras.evaluation import evaluate as run_evaluation
-    from hg_keras.evaluation import write_report
+    from hg_keras.evaluation import write_comparison, write_report
 
+    if names and len(names) != len(synthetic_paths):
+        raise click.UsageError(
+            f"got {len(names)} --name for {len(synthetic_paths)} --synthetic; give one per file"
+        )
+    names = list(names) or _file_names(synthetic_paths)
+    if len(set(names)) != len(names):
+        raise click.UsageError(f"--name values must differ, got {', '.join(names)}")
     if config_path:
         schema = load_config(config_path).schema
     elif model_dir:
@@ -242,15 +279,36 @@ def evaluate(real_path, synthetic_path, holdout_path, config_path, model_dir, ou
     else:
         schema = load_config("art4hiv").schema
     real = load_cohort(real_path, schema)
-    synthetic = load_cohort(synthetic_path, schema)
     holdout = load_cohort(holdout_path, schema) if holdout_path else None
-    metrics, details = run_evaluation(real, synthetic, schema, holdout=holdout, seed=seed)
+    # Every file is read before anything is written, so a bad one costs nothing.
+    synthetic = [load_synthetic(path, schema) for path in synthetic_paths]
     history = Path(model_dir) / "logs" / "history.csv" if model_dir else None
-    report = write_report(metrics, details, out, history_csv=history)
-    for area, verdict in metrics["verdicts"].items():
-        click.echo(f"{area:>9}: {verdict}")
-    click.echo(f"metrics: {Path(out) / 'metrics.json'}")
-    click.echo(f"report:  {report}")
+    several = len(synthetic) > 1
+    results = {}
+    for name, (frame, defects) in zip(names, synthetic):
+        metrics, details = run_evaluation(
+            real, frame, schema, holdout=holdout, seed=seed, defects=defects, repeats=repeats
+        )
+        folder = Path(out) / name if several else Path(out)
+        report = write_report(metrics, details, folder, history_csv=history)
+        results[name] = metrics
+        prefix = f"{name}: " if several else ""
+        for area, verdict in metrics["verdicts"].items():
+            click.echo(f"{prefix}{area:>9}: {verdict}")
+        click.echo(f"{prefix}metrics: {folder / 'metrics.json'}")
+        click.echo(f"{prefix}report:  {report}")
+    if several:
+        click.echo(f"comparison: {write_comparison(results, out)}")
+
+
+def _file_names(paths):
+    """Names for the comparison columns: file stems, made unique with their folders."""
+    from pathlib import Path
+
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [str(Path(p).with_suffix("")).replace("/", "_") for p in paths]
 
 
 @cli.command()

@@ -34,10 +34,18 @@ class ModelConfig:
             code: ``argmax`` (v1) or ``sample`` (a level drawn with the
             generated probabilities, once per patient for static blocks),
             which keeps the rates of rare levels and of missing values that
-            argmax rounds away.
+            argmax rounds away, but draws every month afresh; or
+            ``persistent``: one uniform draw per patient and block, reused
+            every month through the generated cumulative probabilities, so a
+            level changes only when the probabilities move past the draw
+            (rare-level rates kept, switch rates those of the probabilities).
         conditional: bool, condition the generator on the static discrete
             attributes (given, not generated), which enables
             ``sample --where``; v1 is unconditional.
+        patient_latent_dim: int, noise channels held constant over a
+            patient's months (a per-patient latent); 0 is v1.
+        step_scores: bool, the critic also scores every month, not only its
+            final states (v1: false).
     """
 
     latent_dim: int = 128
@@ -47,6 +55,8 @@ class ModelConfig:
     static_head: str = "pooled"
     discrete_output: str = "argmax"
     conditional: bool = False
+    patient_latent_dim: int = 0
+    step_scores: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +77,21 @@ class TrainingConfig:
             static discrete attributes (e.g. Gender x Ethnic) is equally
             frequent, against v1's collapse onto the majority group. Needs a
             conditional model, whose sampling restores the real group frequencies.
+        marginal_weight: float, weight of the marginal alignment loss (v1: 0).
+        temporal_weight: float, weight of the autocorrelation and switch-rate
+            alignment loss (v1: 0).
+        critic_learning_rate: float or None, the critic's Adam learning rate
+            (None: `learning_rate`, as v1); a larger one is the two time-scale
+            update rule (Heusel et al. 2017, arXiv:1706.08500).
+        straight_through: bool, show the critic one-hot levels drawn from
+            the generated probabilities (as ``discrete_output`` draws them),
+            with straight-through gradients, instead of the probabilities
+            themselves (v1: false).
+        holdout: float or int, real patients held out of training for the
+            run's evaluation: a fraction of the cohort (0 < h < 1) or a count
+            (h >= 1), drawn by seed within each static group; 0 trains on
+            every patient. The embedded cohort holds out its next patients
+            instead (as many as are trained on, at most this many).
     """
 
     patients: int | None = None
@@ -81,6 +106,11 @@ class TrainingConfig:
     beta_2: float = 0.99
     seed: int = 42
     rebalance: bool = False
+    marginal_weight: float = 0.0
+    temporal_weight: float = 0.0
+    critic_learning_rate: float | None = None
+    straight_through: bool = False
+    holdout: float = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +169,9 @@ def _section(kind, values, where):
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise InputError(f"{where}: {name} must be true or false, got '{value}'")
-        elif isinstance(default, float):
+        elif isinstance(default, float) or name == "critic_learning_rate":
+            if value is None and name == "critic_learning_rate":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputError(f"{where}: {name} must be a number, got '{value}'")
             values[name] = float(value)
@@ -162,6 +194,27 @@ def _validate(model, training, where):
     }
     if training.patients is not None:
         positive["training.patients"] = training.patients
+    if training.critic_learning_rate is not None:
+        positive["training.critic_learning_rate"] = training.critic_learning_rate
+    non_negative = {
+        "model.patient_latent_dim": model.patient_latent_dim,
+        "training.marginal_weight": training.marginal_weight,
+        "training.temporal_weight": training.temporal_weight,
+        "training.holdout": training.holdout,
+    }
+    for name, value in non_negative.items():
+        if value < 0:
+            raise InputError(f"{where}: {name} must be zero or positive, got {value}")
+    if training.holdout >= 1 and training.holdout != int(training.holdout):
+        raise InputError(
+            f"{where}: training.holdout must be a fraction below 1 or a whole count, "
+            f"got {training.holdout}"
+        )
+    if model.patient_latent_dim > model.latent_dim:
+        raise InputError(
+            f"{where}: model.patient_latent_dim ({model.patient_latent_dim}) cannot exceed "
+            f"model.latent_dim ({model.latent_dim})"
+        )
     for name, value in positive.items():
         if value <= 0:
             raise InputError(f"{where}: {name} must be positive, got {value}")
@@ -174,9 +227,9 @@ def _validate(model, training, where):
         raise InputError(
             f"{where}: model.static_head must be pooled or v1, got '{model.static_head}'"
         )
-    if model.discrete_output not in ("argmax", "sample"):
+    if model.discrete_output not in ("argmax", "sample", "persistent"):
         raise InputError(
-            f"{where}: model.discrete_output must be argmax or sample, "
+            f"{where}: model.discrete_output must be argmax, sample or persistent, "
             f"got '{model.discrete_output}'"
         )
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in training.curriculum):

@@ -55,6 +55,7 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         recurrent=recurrent,
         masked=config.schema.variable_length,
         condition_columns=transformer.layout.condition_columns if model.conditional else (),
+        patient_latent_dim=model.patient_latent_dim,
         name="generator",
     )
     critic = Critic(
@@ -62,6 +63,7 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         hidden_units=model.hidden_units,
         recurrent=recurrent,
         masked=config.schema.variable_length,
+        step_scores=model.step_scores,
         name="critic",
     )
     training = config.training
@@ -74,25 +76,50 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         correlation_weight=training.correlation_weight,
         latent_distribution=model.latent_distribution,
         seed=training.seed,
+        marginal_weight=training.marginal_weight,
+        temporal_weight=training.temporal_weight,
+        renewal=renewal_rates(model.discrete_output, transformer),
+        straight_through=training.straight_through,
     )
 
-    def adam(name):
+    def adam(name, rate):
         return keras.optimizers.Adam(
-            training.learning_rate, beta_1=training.beta_1, beta_2=training.beta_2, name=name
+            rate, beta_1=training.beta_1, beta_2=training.beta_2, name=name
         )
 
-    wgan.compile(generator_optimizer=adam("generator_adam"), critic_optimizer=adam("critic_adam"))
+    critic_rate = training.critic_learning_rate or training.learning_rate
+    wgan.compile(
+        generator_optimizer=adam("generator_adam", training.learning_rate),
+        critic_optimizer=adam("critic_adam", critic_rate),
+    )
     return wgan
 
 
+def renewal_rates(discrete_output, transformer):
+    """Per time-varying discrete block, the sampler's renewal rate (None for argmax)."""
+    dynamic = [b for b in transformer.layout.discrete_blocks if not b.static]
+    if discrete_output == "sample":
+        return [1.0] * len(dynamic)
+    if discrete_output == "persistent":
+        return [transformer.renewal_rates.get(b.name, 1.0) for b in dynamic]
+    return None
+
+
 def load_training_cohort(config, data=None, with_holdout=False):
-    """The training patients: the first `training.patients` of the cohort, by id.
+    """The training patients, and optionally the held-out ones.
+
+    A user's cohort first loses its holdout (``training.holdout``: a
+    fraction or a count of patients, drawn by the training seed within each
+    group of static discrete attributes), then trains on the first
+    ``training.patients`` of the rest, by id. The embedded cohort has far
+    more patients than a CPU run uses, so its holdout is the patients that
+    follow the training ones (as many, never trained on).
 
     Args:
         config: :class:`Config`.
         data: path of a CSV/Parquet cohort, or None for the embedded one.
-        with_holdout: bool, also return up to as many of the following
-            patients (never trained on), or None when there are none.
+        with_holdout: bool, also return the holdout frame (None when
+            ``training.holdout`` is 0 or no patient is left for it).
     """
     if data is None and config.schema != load_config("art4hiv").schema:
         raise InputError(
@@ -100,25 +127,57 @@ def load_training_cohort(config, data=None, with_holdout=False):
             "(a CSV or Parquet cohort in that schema)"
         )
     frame = load_cohort(data, config.schema if data else None)
-    lengths = frame.groupby(config.schema.id, sort=False).size()
-    if lengths.nunique() > 1 and not config.schema.variable_length:
+    schema = config.schema
+    lengths = frame.groupby(schema.id, sort=False).size()
+    if lengths.nunique() > 1 and not schema.variable_length:
         raise InputError(
             f"{data}: patients have {lengths.min()} to {lengths.max()} time steps but the "
             "schema says lengths: fixed; set 'lengths: variable' in the schema to model that"
         )
-    ids = frame[config.schema.id].unique()
+    ids = frame[schema.id].unique()
+    holdout = config.training.holdout
+    held = np.array([], dtype=ids.dtype)
+    if data is not None and holdout:
+        ids, held = _split_holdout(frame, schema, ids, holdout, config.training.seed, data)
     wanted = config.training.patients or len(ids)
     if wanted > len(ids):
         source = data or "the embedded cohort"
-        raise InputError(f"{source}: asked for {wanted} patients, it has {len(ids)}")
-    train_frame = frame[frame[config.schema.id].isin(ids[:wanted])].reset_index(drop=True)
+        kept = f" after holding out {len(held)} (training.holdout)" if len(held) else ""
+        raise InputError(f"{source}: asked for {wanted} patients, it has {len(ids)}{kept}")
+    train_frame = frame[frame[schema.id].isin(ids[:wanted])].reset_index(drop=True)
     if not with_holdout:
         return train_frame
-    rest = ids[wanted : 2 * wanted]
-    holdout = (
-        frame[frame[config.schema.id].isin(rest)].reset_index(drop=True) if len(rest) else None
-    )
-    return train_frame, holdout
+    if data is None and holdout:
+        held = ids[wanted : 2 * wanted]
+    holdout_frame = frame[frame[schema.id].isin(held)].reset_index(drop=True)
+    return train_frame, (holdout_frame if len(held) else None)
+
+
+def _split_holdout(frame, schema, ids, holdout, seed, source):
+    """(training ids, holdout ids), the holdout drawn within static groups."""
+    from sklearn.model_selection import train_test_split
+
+    count = int(round(holdout * len(ids))) if holdout < 1 else int(holdout)
+    if not 1 <= count <= len(ids) - 1:
+        raise InputError(
+            f"{source}: training.holdout {holdout} leaves {len(ids) - count} of {len(ids)} "
+            "patients for training; lower it, or set 0 to train on every patient"
+        )
+    static = [v.name for v in schema.variables if v.static and not v.is_numeric]
+    groups = None
+    if static:
+        first = frame.groupby(schema.id, sort=False)[static].first().loc[ids]
+        groups = first.astype(str).agg("|".join, axis=1).to_numpy()
+        # Groups too small to be split both ways are pooled; if that is
+        # still too few, the draw is not stratified.
+        sizes = dict(zip(*np.unique(groups, return_counts=True)))
+        groups = np.array([g if sizes[g] >= 2 else "rare" for g in groups])
+        levels, counts = np.unique(groups, return_counts=True)
+        if counts.min() < 2 or len(levels) > min(count, len(ids) - count):
+            groups = None
+    train_ids, held = train_test_split(ids, test_size=count, random_state=seed, stratify=groups)
+    order = {patient: k for k, patient in enumerate(ids)}
+    return np.array(sorted(train_ids, key=order.get)), np.array(sorted(held, key=order.get))
 
 
 def new_run_dir(root="saved_models"):
@@ -126,7 +185,16 @@ def new_run_dir(root="saved_models"):
     return Path(root) / f"run-{stamp}"
 
 
-def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=None, strategy=None):
+def train(
+    config=None,
+    data=None,
+    out=None,
+    resume=False,
+    epochs=None,
+    verbose=None,
+    strategy=None,
+    callbacks=(),
+):
     """Trains (or resumes) a run and returns its folder.
 
     Args:
@@ -140,6 +208,7 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         strategy: ``tf.distribute.Strategy`` (see :mod:`hg_keras.distribute`);
             default the current one. Only its chief writes to `out`; other
             workers read the checkpoint there on resume.
+        callbacks: extra Keras callbacks for ``fit`` (e.g. a time budget).
 
     Returns:
         Path of the run folder.
@@ -168,7 +237,7 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
 
     training = config.training
     keras.utils.set_random_seed(training.seed)
-    frame = load_training_cohort(config, data)
+    frame, holdout = load_training_cohort(config, data, with_holdout=True)
     if resume:
         transformer = CohortTransformer.load(out / "transforms.json")
     else:
@@ -204,6 +273,7 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
         if not resume:
             save_config(config, out / "config.yaml")
             transformer.save(out / "transforms.json")
+            write_holdout_ids(out, config, holdout)
         _write_run_info(out, data, patients, checkpoint_dir)
 
     with strategy.scope():
@@ -222,7 +292,8 @@ def train(config=None, data=None, out=None, resume=False, epochs=None, verbose=N
     )
     guard = NonFiniteGuard()
     stopper = StopOnSignal(checkpoint_dir)
-    callbacks = [stopper, guard, EpochCheckpoint(str(checkpoint_dir), write=chief)]
+    extra = list(callbacks)
+    callbacks = [stopper, guard, EpochCheckpoint(str(checkpoint_dir), write=chief), *extra]
     if chief:
         (out / "logs").mkdir(exist_ok=True)
         callbacks += [
@@ -278,6 +349,26 @@ def link_latest(run_dir):
         tmp.unlink()
     tmp.symlink_to(run_dir.name)
     os.replace(tmp, link)
+
+
+HOLDOUT_FILE = "holdout.json"
+
+
+def write_holdout_ids(out, config, holdout):
+    """Writes ``holdout.json``: the ids of the patients kept out of training."""
+    ids = [] if holdout is None else holdout[config.schema.id].unique().tolist()
+    _write_json(
+        Path(out) / HOLDOUT_FILE,
+        {"ids": [i.item() if hasattr(i, "item") else i for i in ids], "patients": len(ids)},
+    )
+
+
+def read_holdout_ids(run_dir):
+    """The held-out patient ids of a run, or None for a run without ``holdout.json``."""
+    path = Path(run_dir) / HOLDOUT_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["ids"]
 
 
 def _write_run_info(out, data, patients, checkpoint_dir):

@@ -35,6 +35,14 @@ def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
     assert len(history) == 1 and np.isfinite(history["critic_loss"]).all()
     assert json.loads((out / "run.json").read_text())["epochs_completed"] == 1
     assert (tmp_path / "latest").resolve() == out.resolve()
+    # The embedded cohort holds out the patients after the 16 trained on, and
+    # the run's evaluation compares with exactly those.
+    held = json.loads((out / "holdout.json").read_text())["ids"]
+    assert held == list(range(16, 32))
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert metrics["setup"]["holdout_patients"] == 16
+    assert metrics["setup"]["reference"] == "holdout"
+    assert metrics["privacy"]["holdout_split_from_real"] is False
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_config_path):
@@ -87,3 +95,56 @@ def test_wrong_column_in_data_names_it(tmp_path, tiny_config_path):
     assert result.exit_code == 2
     assert "missing column(s) 'CD4'" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_users_cohort_holds_out_patients_by_group_and_evaluates_on_them(
+    tmp_path, tiny_config_path
+):
+    from hg_keras.data import load_cohort
+    from hg_keras.evaluation.run_evaluation import evaluate_run
+
+    cohort = load_cohort(patients=40)
+    data = tmp_path / "cohort.csv"
+    cohort.to_csv(data, index=False)
+    out = tmp_path / "run"
+    result = run(
+        "train",
+        "--config",
+        tiny_config_path,
+        "--data",
+        data,
+        "--patients",
+        30,
+        "--holdout",
+        0.25,
+        "--out",
+        out,
+        "--no-evaluation",
+    )
+    assert result.exit_code == 0, result.output
+    held = json.loads((out / "holdout.json").read_text())["ids"]
+    assert len(held) == 10
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["patients"] == 30
+    trained = set(range(40)) - set(held)
+    assert not trained & set(held)
+    # Drawn within Gender: the female share of the holdout follows the cohort's.
+    female = set(cohort.loc[cohort.Gender == 2, "PatientID"])
+    assert abs(len(female & set(held)) / 10 - len(female) / 40) <= 0.1
+    metrics, _ = evaluate_run(out, epochs=1)
+    assert metrics["setup"]["holdout_patients"] == 10
+    assert metrics["setup"]["real_patients"] == 30
+
+
+def test_holdout_zero_says_privacy_was_not_tested(tmp_path, tiny_config_path):
+    from hg_keras.data import load_cohort
+
+    data = tmp_path / "cohort.csv"
+    load_cohort(patients=24).to_csv(data, index=False)
+    out = tmp_path / "run"
+    result = run(
+        "train", "--config", tiny_config_path, "--data", data, "--holdout", 0, "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "holdout.json").read_text())["ids"] == []
+    assert "privacy: not tested: the run trained on every patient" in result.output

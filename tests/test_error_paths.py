@@ -53,6 +53,18 @@ def test_too_many_patients_asked(tmp_path, tiny_config_path):
     load_cohort(patients=4).to_csv(path, index=False)
     result = run("train", "--config", tiny_config_path, "--data", path, "--out", tmp_path / "r")
     assert result.exit_code == 2
+    assert "asked for 16 patients, it has 3 after holding out 1 (training.holdout)" in result.output
+    result = run(
+        "train",
+        "--config",
+        tiny_config_path,
+        "--data",
+        path,
+        "--holdout",
+        0,
+        "--out",
+        tmp_path / "r",
+    )
     assert "asked for 16 patients, it has 4" in result.output
     assert not (tmp_path / "r").exists()
 

@@ -164,6 +164,8 @@ def test_cohorts_the_curriculum_cannot_use_are_refused(tmp_path, tiny_config_pat
         str(tiny_config_path),
         "--data",
         str(path),
+        "--holdout",
+        "0",
         "--out",
         str(tmp_path / "r"),
     ]

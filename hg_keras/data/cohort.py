@@ -67,13 +67,70 @@ def read_table(path):
     return frame
 
 
-def validate_cohort(frame, schema, source="cohort"):
+def load_synthetic(path, schema):
+    """Loads another generator's output for scoring: defects are counted, not refused.
+
+    A synthetic table may break the schema in ways that are themselves a
+    finding (Health Gym v1's published data changes Gender from month to
+    month): codes outside the schema, values a transform cannot take,
+    missing values where the schema has none, extra columns. Each is counted
+    and repaired so the table can be scored: an unknown code becomes the
+    column's most frequent known code, a value below a transform's domain
+    its lowest valid value, a forbidden missing value the column's median;
+    extra columns are dropped. Static attributes that vary within a patient
+    are kept as they are (the evaluation measures them). Missing columns,
+    text in numeric columns, duplicate rows and unreadable files remain
+    errors.
+
+    Returns:
+        (frame, defects): the sorted, validated frame and a dict with
+        ``unknown_codes`` and ``invalid_values`` (column -> share of rows
+        repaired) and ``extra_columns`` (names dropped).
+    """
+    frame = read_table(path)
+    source = str(path)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in schema.columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {_quote(missing)} expected by the schema")
+    defects = {
+        "unknown_codes": {},
+        "invalid_values": {},
+        "extra_columns": [c for c in frame.columns if c not in schema.columns],
+    }
+    frame = frame[list(schema.columns)].copy()
+    for variable in schema.variables:
+        column = _numbers(frame[variable.name], source, variable.name)
+        invalid = column.isna() if variable.missing == "error" else column.isna() & False
+        if variable.is_numeric:
+            floor = {"boxcox": -BOXCOX_EPS, "log": -1.0}.get(variable.transform)
+            if floor is not None:
+                below = column <= floor
+                column = column.mask(below, 0.0 if variable.transform == "boxcox" else floor / 2)
+                invalid |= below
+            fill = column.median()
+        else:
+            unknown = column.notna() & ~column.isin(variable.codes)
+            known = column[~unknown].dropna()
+            fill = known.mode().iloc[0] if len(known) else variable.codes[0]
+            column = column.mask(unknown, fill)
+            defects["unknown_codes"][variable.name] = float(unknown.mean())
+        if variable.missing == "error":
+            column = column.fillna(0.0 if pd.isna(fill) else fill)
+        defects["invalid_values"][variable.name] = float(invalid.mean())
+        frame[variable.name] = column
+    return validate_cohort(frame, schema, source, check_static=False), defects
+
+
+def validate_cohort(frame, schema, source="cohort", check_static=True):
     """Checks columns, codes, numbers and keys; returns a sorted copy.
 
     Args:
         frame: DataFrame, one row per patient per time step.
         schema: :class:`Schema`.
         source: str, the file name used in messages.
+        check_static: bool, refuse a static attribute that varies within a
+            patient (off for synthetic tables being scored).
     """
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -127,7 +184,8 @@ def validate_cohort(frame, schema, source="cohort"):
             "expected one row per patient per time step"
         )
     frame = frame.sort_values([schema.id, schema.time], kind="stable")
-    _check_static(frame, schema, source)
+    if check_static:
+        _check_static(frame, schema, source)
     return frame[expected].reset_index(drop=True)
 
 

@@ -198,3 +198,33 @@ def switch_rates(frame, columns, id_column):
     changed = frame.groupby(id_column, sort=False)[list(columns)].diff().abs() > 0
     same_patient = frame[id_column].eq(frame[id_column].shift())
     return {c: float(changed.loc[same_patient, c].mean()) for c in columns}
+
+
+def switch_ratios(real_rates, synthetic_rates, floor=1e-3):
+    """How far each column's synthetic switch rate is from the real one, as a factor.
+
+    The factor is ``max(s / r, r / s)`` with both rates floored at `floor`
+    (so a column that never switches in either cohort is a perfect 1, and
+    one that never switches in one of them is a large factor, not infinity).
+
+    Returns:
+        dict ``switch_rate_factors`` (column -> factor) and
+        ``switch_ratio_worst`` (the largest factor; None without columns).
+    """
+    factors = {}
+    for column, real in real_rates.items():
+        r = max(real, floor)
+        s = max(synthetic_rates[column], floor)
+        factors[column] = float(max(s / r, r / s))
+    return {
+        "switch_rate_factors": factors,
+        "switch_ratio_worst": max(factors.values()) if factors else None,
+    }
+
+
+def static_violations(frame, columns, id_column):
+    """Share of patients whose static attribute takes more than one value, per column."""
+    if not columns:
+        return {}
+    counts = frame.groupby(id_column, sort=False)[list(columns)].nunique(dropna=True)
+    return {c: float((counts[c] > 1).mean()) for c in columns}

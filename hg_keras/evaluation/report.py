@@ -26,17 +26,41 @@ HEADLINES = [
     ("fidelity", "mode_coverage", "Static groups reproduced (1 best)"),
     ("fidelity", "smallest_group_synthetic_share", "Smallest group, synthetic share"),
     ("fidelity", "smallest_group_real_share", "Smallest group, real share"),
-    ("fidelity", "autocorrelation_mae", "Autocorrelation MAE (0 best)"),
+    ("fidelity", "autocorrelation_mae", "Autocorrelation MAE, lags 1-6 (0 best)"),
+    ("fidelity", "switch_ratio_worst", "Worst switch-rate factor, synthetic vs real (1 best)"),
     ("utility", "discriminative_score", "Discriminative score (0 best)"),
+    ("utility", "discriminative_score_std", "Discriminative score, std over classifier seeds"),
     ("utility", "tstr_mae", "Next-month error, trained on synthetic"),
     ("utility", "trtr_mae", "Next-month error, trained on real"),
     ("utility", "tstr_ratio", "TSTR / TRTR (1 best)"),
+    ("utility", "tstr_ratio_std", "TSTR / TRTR, std over classifier seeds"),
     ("privacy", "dcr_ratio", "DCR ratio, synthetic / holdout (about 1 is safe)"),
     ("privacy", "exact_copies", "Exact copies of training patients (0 safe)"),
     ("privacy", "membership_auc", "Membership inference AUC (0.5 safe)"),
     ("privacy", "attribute_accuracy", "Attribute inference accuracy"),
     ("privacy", "attribute_baseline", "Attribute majority-class baseline"),
 ]
+
+
+# Which value of a headline is best, for marking the winner of a comparison:
+# lower, higher, or closest to a value. Unlisted rows are not marked.
+BEST = {
+    "ks_mean": "low",
+    "tvd_mean": "low",
+    "correlation_mae": "low",
+    "kendall_mae": "low",
+    "trend_correlation_mae": "low",
+    "cycle_correlation_mae": "low",
+    "mode_coverage": "high",
+    "autocorrelation_mae": "low",
+    "switch_ratio_worst": "low",
+    "discriminative_score": "low",
+    "tstr_mae": "low",
+    "tstr_ratio": "low",
+    "dcr_ratio": 1.0,
+    "exact_copies": "low",
+    "membership_auc": 0.5,
+}
 
 
 def write_report(metrics, details, out_dir, history_csv=None):
@@ -55,6 +79,7 @@ def write_report(metrics, details, out_dir, history_csv=None):
         "distributions.png": _distributions(details),
         "correlations.png": _heatmaps(details),
         "static_groups.png": _groups(details),
+        "trajectories.png": _trajectories(details),
     }
     if history_csv is not None and Path(history_csv).exists():
         figures["training_curves.png"] = _training_curves(pd.read_csv(history_csv))
@@ -85,6 +110,33 @@ def _png(fig):
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _trajectories(details, patients=4):
+    """A few real and synthetic patients' numerics over time, side by side.
+
+    What a white-noise generator cannot hide: real trajectories are smooth,
+    noise jumps from month to month.
+    """
+    names = details["numeric_names"]
+    if not names:
+        return None
+    real, synthetic = details["encoded"]["real"], details["encoded"]["synthetic"]
+    fig, axes = plt.subplots(
+        len(names), 2, figsize=(10, 2.4 * len(names)), squeeze=False, sharey="row"
+    )
+    for row, name in enumerate(names):
+        for col, (label, data) in enumerate((("real", real), ("synthetic", synthetic))):
+            ax = axes[row, col]
+            for k in range(min(patients, len(data))):
+                ax.plot(data[k, :, row], linewidth=1)
+            ax.set_title(f"{name}, {label} patients", fontsize=9)
+            ax.set_ylim(-0.05, 1.05)
+        axes[row, 0].set_ylabel("transformed [0, 1]")
+    for ax in axes[-1]:
+        ax.set_xlabel("month")
+    fig.tight_layout()
+    return _png(fig)
 
 
 def _distributions(details):
@@ -194,6 +246,96 @@ def _lengths_and_missing(fidelity):
     for name, rates in (fidelity.get("missing_rates") or {}).items():
         yield f"{name} missing, real", rates["real"]
         yield f"{name} missing, synthetic", rates["synthetic"]
+    for name, rates in (fidelity.get("switch_rates") or {}).items():
+        yield f"{name} switch rate per month, real", rates["real"]
+        yield f"{name} switch rate per month, synthetic", rates["synthetic"]
+    for name, share in (fidelity.get("static_violations") or {}).items():
+        yield f"{name}: patients whose static value varies (0 best)", share
+    for name, share in (fidelity.get("unknown_codes") or {}).items():
+        if share:
+            yield f"{name}: rows with codes outside the schema (0 best)", share
+    for name, share in (fidelity.get("invalid_values") or {}).items():
+        if share:
+            yield f"{name}: rows with invalid or forbidden missing values (0 best)", share
+
+
+def _is_best(key, value, values):
+    rule = BEST.get(key)
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if rule is None or not isinstance(value, (int, float)) or len(values) < 2:
+        return False
+    if rule == "low":
+        return value == min(values)
+    if rule == "high":
+        return value == max(values)
+    return abs(value - rule) == min(abs(v - rule) for v in values)
+
+
+def write_comparison(named_metrics, out_dir):
+    """Writes ``comparison.html`` and ``comparison.json``: one column per generator.
+
+    Every generator was scored by :func:`hg_keras.evaluation.evaluate`
+    against the same real and holdout cohorts with the same classifier
+    seeds; the best value of each row is marked (bold, and in the JSON's
+    ``best``).
+
+    Args:
+        named_metrics: dict name -> metrics, in column order.
+        out_dir: folder.
+
+    Returns:
+        Path of ``comparison.html``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(named_metrics)
+    rows, best = [], {}
+    for area, key, label in HEADLINES:
+        values = [named_metrics[n][area].get(key) for n in names]
+        if all(v is None for v in values):
+            continue
+        winners = [n for n, v in zip(names, values) if _is_best(key, v, values)]
+        if winners:
+            best[f"{area}.{key}"] = winners
+        cells = "".join(
+            f"<td class=num>{'<b>' if n in winners else ''}{_fmt(v)}"
+            f"{' *</b>' if n in winners else ''}</td>"
+            for n, v in zip(names, values)
+        )
+        rows.append(f"<tr><td>{area}</td><td>{html.escape(label)}</td>{cells}</tr>")
+    verdicts = "".join(
+        f"<tr><td colspan=2>{area} verdict</td>"
+        + "".join(f"<td>{html.escape(named_metrics[n]['verdicts'][area])}</td>" for n in names)
+        + "</tr>"
+        for area in ("fidelity", "utility", "privacy")
+    )
+    header = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    setup = named_metrics[names[0]]["setup"]
+    page = f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><title>hg-keras comparison</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1300px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 10px; }}
+td.num {{ text-align: right; font-family: monospace; }}
+</style></head><body>
+<h1>Synthetic cohorts side by side</h1>
+<p>Each column scored against the same {setup["real_patients"]} real and
+{setup["holdout_patients"]} holdout patients over {setup["months"]} time steps, with classifier
+seeds {setup.get("classifier_seeds", setup["seed"])}. <b>*</b> marks the best value of a row.</p>
+<table><tr><th>area</th><th>metric</th>{header}</tr>{"".join(rows)}{verdicts}</table>
+</body></html>
+"""
+    summary = {
+        "generators": names,
+        "best": best,
+        "metrics": {n: _clean(named_metrics[n]) for n in names},
+    }
+    atomic_write(
+        out_dir / "comparison.json",
+        lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)),
+    )
+    atomic_write(out_dir / "comparison.html", lambda tmp: Path(tmp).write_text(page), ".html")
+    return out_dir / "comparison.html"
 
 
 def _html(metrics, figures):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from hg_keras.errors import InputError
 from hg_keras.evaluation.evaluate import evaluate
 from hg_keras.evaluation.report import write_report
 
@@ -9,18 +10,31 @@ from hg_keras.evaluation.report import write_report
 def evaluate_run(run_dir, seed=0, epochs=10):
     """Samples as many patients as the run trained on and writes ``<run>/evaluation/``.
 
-    The holdout is the cohort's next patients after the training ones (never
-    trained on) when the cohort has them.
+    The holdout is the run's held-out patients (``holdout.json``, never
+    trained on). A run trained with ``training.holdout: 0`` has none: the
+    evaluation then splits the training patients and its privacy verdict
+    says that figure is not a test on unseen patients.
 
     Returns:
         (metrics, path of report.html).
     """
     from hg_keras.sampling import TrainedRun
-    from hg_keras.training import load_training_cohort
+    from hg_keras.training import load_training_cohort, read_holdout_ids
 
     run_dir = Path(run_dir)
     run = TrainedRun(run_dir)
     real, holdout = load_training_cohort(run.config, run.info.get("data"), with_holdout=True)
+    ids = read_holdout_ids(run_dir)
+    if ids is not None and holdout is not None:
+        # The ids written at training time decide, whatever the cohort holds now.
+        holdout = holdout[holdout[run.schema.id].isin(ids)].reset_index(drop=True)
+        if holdout[run.schema.id].nunique() != len(ids):
+            raise InputError(
+                f"{run_dir}: the cohort no longer holds every held-out patient of "
+                "holdout.json; evaluate with python cli.py evaluate --holdout PATH"
+            )
+    elif ids == []:
+        holdout = None
     patients = real[run.schema.id].nunique()
     if run.schema.variable_length:
         synthetic = run.sample_frame(patients, seed=seed)  # lengths as in training
@@ -28,7 +42,14 @@ def evaluate_run(run_dir, seed=0, epochs=10):
         months = int(real.groupby(run.schema.id).size().min())
         synthetic = run.sample_frame(patients, min(months, run.months), seed=seed)
     metrics, details = evaluate(
-        real, synthetic, run.schema, holdout=holdout, seed=seed, epochs=epochs
+        real,
+        synthetic,
+        run.schema,
+        holdout=holdout,
+        seed=seed,
+        epochs=epochs,
+        reference="real" if holdout is None else "holdout",
+        trained_on_all=holdout is None,
     )
     report = write_report(
         metrics, details, run_dir / "evaluation", history_csv=run_dir / "logs" / "history.csv"

@@ -171,7 +171,11 @@ def test_bad_schema_options_are_named(config, change, message):
 @pytest.mark.parametrize(
     "model, training, message",
     [
-        ({"discrete_output": "mode"}, {}, "model.discrete_output must be argmax or sample"),
+        (
+            {"discrete_output": "mode"},
+            {},
+            "model.discrete_output must be argmax, sample or persistent",
+        ),
         ({"conditional": False}, {"rebalance": True}, "rebalance needs model.conditional: true"),
     ],
 )

@@ -82,6 +82,21 @@ def test_broken_yaml_is_one_line(tmp_path):
 def test_quick_config_extends_paper_config(art_config):
     quick = load_config("quick")
     assert quick.schema == art_config.schema
-    assert quick.model == art_config.model
-    assert quick.training.patients == 512
+    assert quick.training.patients == 1024
     assert art_config.training.batch_size == 256 and art_config.training.epochs == 200
+
+
+def test_paper_config_stays_v1_exactly(art_config):
+    """Every realism lever is off in art4hiv.yaml: v1's networks, losses and draws."""
+    model, training = art_config.model, art_config.training
+    assert (model.latent_dim, model.hidden_units, model.latent_distribution) == (
+        128,
+        128,
+        "uniform",
+    )
+    assert model.patient_latent_dim == 0 and not model.step_scores and not model.conditional
+    assert model.discrete_output == "argmax"
+    assert training.marginal_weight == 0 and training.temporal_weight == 0
+    assert training.critic_learning_rate is None and not training.straight_through
+    assert (training.critic_steps, training.correlation_weight) == (5, 10.0)
+    assert (training.learning_rate, training.beta_1, training.beta_2) == (1e-3, 0.9, 0.99)

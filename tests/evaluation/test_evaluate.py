@@ -33,6 +33,19 @@ def shuffled_columns(frame, seed=0):
     return out
 
 
+def shuffled_within_patients(frame, seed=0):
+    """Each patient's months in a random order: same marginals and pooled
+    correlations, no temporal order."""
+    rng = np.random.default_rng(seed)
+    dynamic = ["VL", "CD4", "Rel CD4", "Base Drug Combo", "Comp. INI", "Comp. NNRTI"]
+    dynamic += ["Extra PI", "Extra pk-En", "VL (M)", "CD4 (M)", "Drug (M)"]
+    frame = frame.reset_index(drop=True)
+    out = frame.copy()
+    for rows in frame.groupby("PatientID").indices.values():
+        out.loc[rows, dynamic] = frame.loc[rng.permutation(rows), dynamic].to_numpy()
+    return out
+
+
 @pytest.fixture(scope="module")
 def scores(cohort, art_schema):
     train, unseen, holdout = halves(cohort)
@@ -40,9 +53,12 @@ def scores(cohort, art_schema):
     for name, synthetic in (
         ("disjoint", unseen),
         ("shuffled", shuffled_columns(unseen)),
+        ("within", shuffled_within_patients(unseen)),
         ("copies", train),
     ):
-        results[name] = evaluate(train, synthetic, art_schema, holdout=holdout, seed=0, epochs=8)[0]
+        results[name] = evaluate(
+            train, synthetic, art_schema, holdout=holdout, seed=0, epochs=8, repeats=1
+        )[0]
     return results
 
 
@@ -71,6 +87,21 @@ def test_shuffled_columns_lose_structure(scores):
     # Same marginals, so the marginal distances stay small.
     assert bad["fidelity"]["ks_mean"] < 0.1
     assert bad["verdicts"]["fidelity"].startswith("poor")
+
+
+def test_months_shuffled_within_patients_are_graded_poor(scores):
+    good, bad = scores["disjoint"], scores["within"]
+    # Marginals and pooled correlations survive a within-patient shuffle ...
+    assert bad["fidelity"]["ks_mean"] < 0.1
+    assert bad["fidelity"]["correlation_mae"] < 2 * good["fidelity"]["correlation_mae"] + 0.01
+    # ... temporal order does not, and the verdict says so.
+    assert bad["fidelity"]["autocorrelation_mae"] > max(
+        0.15, 5 * good["fidelity"]["autocorrelation_mae"]
+    )
+    assert bad["fidelity"]["switch_ratio_worst"] > 4
+    assert good["fidelity"]["switch_ratio_worst"] < 2
+    assert bad["verdicts"]["fidelity"].startswith("poor")
+    assert "trajectories unlike real ones over time" in bad["verdicts"]["fidelity"]
 
 
 def test_copied_training_patients_are_flagged(scores):
@@ -104,6 +135,8 @@ def test_evaluate_cli_writes_metrics_and_a_self_contained_report(cohort, tmp_pat
             str(paths["holdout"]),
             "--out",
             str(out),
+            "--repeats",
+            "1",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -118,9 +151,9 @@ def test_evaluate_cli_writes_metrics_and_a_self_contained_report(cohort, tmp_pat
     ):
         assert isinstance(metrics[area][key], float), key
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
     assert "Verdict" in page and "Discriminative score" in page
-    for name in ("distributions.png", "correlations.png", "static_groups.png"):
+    for name in ("distributions.png", "correlations.png", "static_groups.png", "trajectories.png"):
         assert (out / name).stat().st_size > 1000
 
 
@@ -136,3 +169,93 @@ def test_evaluate_rejects_a_synthetic_file_of_another_schema(cohort, tmp_path):
     assert result.exit_code == 2
     assert "other.csv: missing column(s) 'Rel CD4'" in result.output
     assert not (tmp_path / "e").exists()
+
+
+def write(frame, path):
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_other_generators_files_are_scored_with_their_defects(cohort, tmp_path):
+    """A v1-style file whose Gender flips month to month, with an unknown code."""
+    train, unseen, holdout = halves(cohort)
+    flipped = unseen[unseen.PatientID < 260].copy()
+    odd_months = flipped.Timestep % 2 == 1
+    first_patients = flipped.PatientID < 215
+    flipped.loc[odd_months & first_patients, "Gender"] = 3 - flipped["Gender"]
+    flipped.loc[flipped.index[:12], "Extra PI"] = 9
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--real",
+            write(train[train.PatientID < 60], tmp_path / "real.csv"),
+            "--synthetic",
+            write(flipped, tmp_path / "v1.csv"),
+            "--holdout",
+            write(holdout[holdout.PatientID < 430], tmp_path / "holdout.csv"),
+            "--out",
+            str(tmp_path / "e"),
+            "--repeats",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["fidelity"]["static_violations"]["Gender"] == pytest.approx(15 / 60)
+    assert metrics["fidelity"]["static_violations"]["Ethnic"] == 0.0
+    assert metrics["fidelity"]["unknown_codes"]["Extra PI"] == pytest.approx(12 / len(flipped))
+    assert "static attributes vary within patients (Gender in 25%)" in result.output
+    assert "codes outside the schema (Extra PI" in result.output
+    assert metrics["verdicts"]["fidelity"].startswith(("fair", "poor"))
+    page = (tmp_path / "e" / "report.html").read_text()
+    assert "Gender: patients whose static value varies" in page
+
+
+def test_two_generators_side_by_side(cohort, tmp_path):
+    train, unseen, holdout = halves(cohort)
+    good = unseen[unseen.PatientID < 260]
+    bad = shuffled_within_patients(good)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--real",
+            write(train[train.PatientID < 60], tmp_path / "real.csv"),
+            "--synthetic",
+            write(good, tmp_path / "a.csv"),
+            "--synthetic",
+            write(bad, tmp_path / "b.csv"),
+            "--name",
+            "ordered",
+            "--name",
+            "shuffled",
+            "--holdout",
+            write(holdout[holdout.PatientID < 430], tmp_path / "holdout.csv"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("ordered", "shuffled"):
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        assert metrics["setup"]["classifier_seeds"] == [0, 1, 2]
+        assert len(metrics["utility"]["discriminative_score_runs"]) == 3
+        assert metrics["utility"]["discriminative_score_std"] >= 0
+    summary = json.loads((out / "comparison.json").read_text())
+    assert summary["generators"] == ["ordered", "shuffled"]
+    assert summary["best"]["fidelity.autocorrelation_mae"] == ["ordered"]
+    page = (out / "comparison.html").read_text()
+    assert "<th>ordered</th><th>shuffled</th>" in page
+    assert page.count(" *</b>") >= 3
+
+
+def test_names_must_match_the_synthetic_files(cohort, tmp_path):
+    path = write(cohort[cohort.PatientID < 10], tmp_path / "c.csv")
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate", "--real", path, "--synthetic", path, "--name", "a", "--name", "b"],
+    )
+    assert result.exit_code == 2
+    assert "got 2 --name for 1 --synthetic" in result.output

@@ -3,6 +3,7 @@
 import json
 import math
 import signal
+import time
 from pathlib import Path
 
 import keras
@@ -133,3 +134,56 @@ def completed_epochs(backup_dir):
         return int(json.loads(metadata.read_text())["epoch"])
     except (ValueError, KeyError) as error:
         raise TrainingError(f"{metadata}: unreadable checkpoint metadata ({error})") from None
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after `seconds` of wall-clock time, saving generator snapshots on the way.
+
+    Comparing configurations "within the same time budget" needs each run
+    stopped at the same training time, and a metric-against-time curve needs
+    the generator at several times: at each of `snapshot_times` (seconds
+    since training began) the generator is saved to
+    ``<folder>/generator-<k>.keras`` and ``(k, seconds, generator updates)``
+    is appended to :attr:`snapshots`. The clock starts at the first batch,
+    so graph tracing counts as training time.
+
+    Args:
+        seconds: float, the budget.
+        snapshot_times: increasing floats within the budget; the budget
+            itself is always a snapshot.
+        folder: str or Path for the snapshots, or None to save none.
+    """
+
+    def __init__(self, seconds, snapshot_times=(), folder=None):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.snapshot_times = sorted({*map(float, snapshot_times), self.seconds})
+        self.folder = Path(folder) if folder else None
+        self.snapshots = []
+        self.start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.perf_counter() - self.start
+        while self.snapshot_times and elapsed >= self.snapshot_times[0]:
+            self.snapshot_times.pop(0)
+            self._snapshot(elapsed)
+        if elapsed >= self.seconds:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        # Stopped before the budget (epochs ran out): the end is the last snapshot.
+        if self.start is not None and (not self.snapshots or self.snapshot_times):
+            self.snapshot_times = []
+            self._snapshot(time.perf_counter() - self.start)
+
+    def _snapshot(self, elapsed):
+        k = len(self.snapshots)
+        updates = int(self.model.generator_optimizer.iterations.numpy())
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.model.generator.save(self.folder / f"generator-{k}.keras")
+        self.snapshots.append((k, float(elapsed), updates))

@@ -38,13 +38,13 @@ from hg_keras.conditions import group_table, length_table
 from hg_keras.data.derived import gap_name, indicator_name
 from hg_keras.data.transforms import BOXCOX_EPS, PAD
 from hg_keras.errors import InputError
-from hg_keras.noise import draw_categories, latent_noise
+from hg_keras.noise import draw_categories, draw_levels, latent_noise
 from hg_keras.sampling import (
     CHUNK_PATIENTS,
     GROUP_STREAM,
     LENGTH_STREAM,
     TrainedRun,
-    draw_levels,
+    renewal_for,
 )
 
 MODEL_NAME = "hg_keras"
@@ -179,8 +179,11 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
             picks = draw_categories(group_probabilities, size, seed_pair + [0, GROUP_STREAM])
             inputs = [noise, tf.gather(groups, picks)]
         encoded = generator(inputs, training=False)
-        if run.config.model.discrete_output == "sample":
-            encoded = draw_levels(encoded, transformer.layout, seed_pair)
+        output = run.config.model.discrete_output
+        if output != "argmax":
+            encoded = draw_levels(
+                encoded, transformer.layout, seed_pair, renewal_for(output, transformer)
+            )
         decoded = decode_in_graph(encoded, transformer)
         if schema.variable_length:
             decoded["length"] = lengths

@@ -91,3 +91,176 @@ def correlation_loss(fake, target, all_reduce=None, weights=None):
     """Mean absolute difference between the fake batch's pooled correlation and `target`."""
     correlation = pooled_correlation(fake, all_reduce=all_reduce, weights=weights)
     return tf.reduce_mean(tf.abs(correlation - target))
+
+
+def _step_weights(x, weights):
+    """`(batch, time, 1)` float weights: ones, or the given 0/1 mask."""
+    if weights is None:
+        return tf.ones_like(x[..., :1])
+    return tf.cast(weights, x.dtype)[..., None]
+
+
+def autocorrelation(x, max_lag, weights=None):
+    """Mean over patients of each column's lag-1..`max_lag` autocorrelation.
+
+    The evaluation's statistic (:func:`hg_keras.evaluation.fidelity.autocorrelation`)
+    in differentiable form: per patient, the series is centred on its own
+    mean and ``sum_t c_t c_{t+k} / sum_t c_t^2`` is taken; patients whose
+    series is (nearly) constant count with a zero autocorrelation.
+
+    Args:
+        x: tensor `(batch, time, columns)`, `time > max_lag`.
+        max_lag: int.
+        weights: optional 0/1 tensor `(batch, time)`; steps with weight 0
+            (padding) are left out of means and lagged products.
+
+    Returns:
+        Tensor `(columns, max_lag)`.
+    """
+    w = _step_weights(x, weights)
+    count = tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1.0)
+    centred = (x - tf.reduce_sum(x * w, axis=1, keepdims=True) / count) * w
+    variance = tf.reduce_sum(tf.square(centred), axis=1)  # (batch, columns)
+    lags = []
+    for lag in range(1, max_lag + 1):
+        products = tf.reduce_sum(centred[:, lag:] * centred[:, :-lag], axis=1)
+        lags.append(products / tf.maximum(variance, 1e-8))
+    return tf.reduce_mean(tf.stack(lags, axis=-1), axis=0)
+
+
+def sorted_values(x, weights=None):
+    """Each column's values over batch and time, sorted: `(rows, columns)`.
+
+    Padded steps (weight 0) are set to -1 on both sides of a comparison, so
+    they sort first and cancel when two equally masked batches are compared.
+    """
+    if weights is not None:
+        x = tf.where(tf.cast(weights, tf.bool)[..., None], x, -tf.ones_like(x))
+    rows = tf.reshape(x, (-1, tf.shape(x)[-1]))
+    return tf.sort(rows, axis=0)
+
+
+def marginal_loss(fake, real, numeric_width, blocks, weights=None):
+    """How far the fake batch's marginals are from the real batch's, per variable.
+
+    Numerics: the 1-D Wasserstein-1 distance between the two batches'
+    pooled values of each column, i.e. the mean absolute difference of their
+    sorted values (the batches have the same size). Discrete blocks: the
+    total variation distance between the level shares (mean probability
+    against the real one-hot mean). The mean over variables, so a block of
+    six levels weighs as much as one numeric column. Computed against the
+    real batch of the same step, so it needs no target and holds for every
+    curriculum length.
+
+    Args:
+        fake, real: tensors `(batch, time, width)`, numerics first.
+        numeric_width: int.
+        blocks: list of `(start, end)` of the discrete blocks.
+        weights: optional 0/1 tensor `(batch, time)` shared by both.
+
+    Returns:
+        Scalar tensor.
+    """
+    terms = []
+    if numeric_width:
+        difference = sorted_values(fake[..., :numeric_width], weights) - sorted_values(
+            real[..., :numeric_width], weights
+        )
+        terms.append(tf.reduce_mean(tf.abs(difference), axis=0))
+    if blocks:
+        w = _step_weights(fake, weights)
+        count = tf.maximum(tf.reduce_sum(w), 1.0)
+        shares = [tf.reduce_sum(t * w, axis=[0, 1]) / count for t in (fake, real)]
+        gap = tf.abs(shares[0] - shares[1])
+        terms.append(tf.stack([0.5 * tf.reduce_sum(gap[s:e]) for s, e in blocks]))
+    return tf.reduce_mean(tf.concat(terms, axis=0))
+
+
+def switch_rates(x, blocks, renewal=None, weights=None):
+    """Expected month-to-month change of each discrete block: `(len(blocks),)`.
+
+    For one-hot rows, the share of transitions where the level changes. For
+    generated probabilities, the expected switch rate when a level is drawn
+    from them with a uniform renewed with probability `r` per month
+    (:func:`hg_keras.noise.draw_levels`): ``r * (1 - sum_k p_t p_t+1) +
+    (1 - r) * TV(p_t, p_t+1)``, the total variation being exact for a kept
+    draw with two levels and a lower bound otherwise.
+
+    Args:
+        x: tensor `(batch, time, width)`.
+        blocks: list of `(start, end)` column ranges.
+        renewal: list of floats per block (default all 0: total variation).
+        weights: optional 0/1 tensor `(batch, time)`; only transitions
+            between two real steps count.
+    """
+    renewal = renewal or [0.0] * len(blocks)
+    w = _step_weights(x, weights)
+    pairs = w[:, 1:] * w[:, :-1]
+    count = tf.maximum(tf.reduce_sum(pairs), 1.0)
+    rates = []
+    for (start, end), rate in zip(blocks, renewal):
+        block = x[..., start:end]
+        now, then = block[:, 1:], block[:, :-1]
+        kept = 0.5 * tf.reduce_sum(tf.abs(now - then), axis=-1, keepdims=True)
+        renewed = 1.0 - tf.reduce_sum(now * then, axis=-1, keepdims=True)
+        change = rate * renewed + (1.0 - rate) * kept
+        rates.append(tf.reduce_sum(change * pairs) / count)
+    return tf.stack(rates)
+
+
+def within_patient_correlation(x, weights=None):
+    """Mean over patients of the Pearson matrix of their own centred series.
+
+    What the evaluation's trend and cycle correlations measure together: how
+    two numerics move together within a patient, as opposed to across
+    patients. `(columns, columns)`; a (nearly) constant series counts as 0.
+    """
+    w = _step_weights(x, weights)
+    count = tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1.0)
+    centred = (x - tf.reduce_sum(x * w, axis=1, keepdims=True) / count) * w
+    cross = tf.einsum("bta,btc->bac", centred, centred)
+    norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(cross), 1e-8))
+    return tf.reduce_mean(cross / (norms[:, :, None] * norms[:, None, :]), axis=0)
+
+
+def temporal_loss(fake, real, numeric_width, blocks, renewal=None, max_lag=6, weights=None):
+    """How far two batches' month-to-month behaviour differs.
+
+    The mean of: the mean absolute difference of the numerics'
+    autocorrelations (lags 1..`max_lag`), of their within-patient
+    correlations (:func:`within_patient_correlation`) of levels and of
+    month-to-month changes (how they move together over the longer run and
+    from one month to the next: Health Gym's trends and cycles), and of the relative
+    switch rates of the time-varying discrete blocks (:func:`switch_rates`,
+    divided by the real rate floored at 1 %, since switches are rare and an
+    absolute gap would barely register).
+
+    Args:
+        fake, real: tensors `(batch, time, width)`.
+        numeric_width: int.
+        blocks: list of `(start, end)` of the time-varying discrete blocks.
+        renewal: list of renewal rates per block, as the sampler draws them.
+        max_lag: int, lags compared (lags past the batch's length compare 0 with 0).
+        weights: optional 0/1 tensor `(batch, time)` shared by both.
+    """
+    terms = []
+    if numeric_width:
+        numeric = [t[..., :numeric_width] for t in (fake, real)]
+        acf = [autocorrelation(t, max_lag, weights) for t in numeric]
+        terms.append(tf.reduce_mean(tf.abs(acf[0] - acf[1])))
+        if numeric_width > 1:
+            within = [within_patient_correlation(t, weights) for t in numeric]
+            terms.append(tf.reduce_mean(tf.abs(within[0] - within[1])))
+            pair_weights = None if weights is None else weights[:, 1:] * weights[:, :-1]
+            changes = [
+                within_patient_correlation(t[:, 1:] - t[:, :-1], pair_weights) for t in numeric
+            ]
+            terms.append(tf.reduce_mean(tf.abs(changes[0] - changes[1])))
+    if blocks:
+        rates = [switch_rates(t, blocks, renewal, weights) for t in (fake, real)]
+        rates[1] = tf.stop_gradient(rates[1])
+        relative = tf.abs(rates[0] - rates[1]) / tf.maximum(rates[1], 0.01)
+        terms.append(tf.reduce_mean(relative) * 0.1)
+    if not terms:
+        return tf.constant(0.0)
+    return tf.add_n(terms) / len(terms)

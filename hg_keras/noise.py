@@ -7,6 +7,10 @@ the same noise in every process, and nothing mutable is saved in a model.
 
 import tensorflow as tf
 
+# Offsets that keep the level draws apart from the noise and from each other.
+LEVEL_STREAM = 5_000_011
+RENEWAL_STREAM = 6_000_023
+
 
 def latent_noise(patients, steps, latent_dim, seed, distribution="uniform"):
     """Stateless latent noise `(patients, steps, latent_dim)`.
@@ -34,3 +38,60 @@ def draw_categories(probabilities, count, seed):
     """
     logits = tf.math.log(tf.cast(tf.convert_to_tensor(probabilities), tf.float64))[None]
     return tf.random.stateless_categorical(logits, count, seed=seed, dtype=tf.int32)[0]
+
+
+def draw_levels(encoded, layout, seed_pair, renewal=None):
+    """Replaces each discrete block's probabilities by a one-hot level drawn from them.
+
+    Each patient has one uniform draw per block, renewed at a month with the
+    block's renewal probability; the month's level is where that uniform
+    falls in the month's cumulative probabilities. Every month's level so
+    has the generated probabilities, whatever the renewal rate, and the rate
+    only sets how persistent the draws are: 1 draws every month afresh
+    (``discrete_output: sample``), 0 keeps one draw for life (static
+    blocks), and ``persistent`` uses the training data's rates
+    (:func:`hg_keras.data.transforms.renewal_rate`), so a regimen persists
+    while a missed visit stays a month's event. ``sample``, the SavedModel
+    and training (straight-through draws) all draw here, and so draw the
+    same codes for the same seed.
+
+    Args:
+        encoded: float tensor `(patients, steps, features)` from the generator.
+        layout: :class:`FeatureLayout`.
+        seed_pair: int64 tensor of shape (2,).
+        renewal: dict block name -> renewal probability per month for
+            time-varying blocks; None renews them every month.
+    """
+    blocks = layout.discrete_blocks
+    rates = [
+        0.0 if b.static else (1.0 if renewal is None else renewal.get(b.name, 1.0)) for b in blocks
+    ]
+    return draw_blocks(encoded, [(b.start, b.end) for b in blocks], rates, seed_pair)
+
+
+def draw_blocks(encoded, blocks, rates, seed_pair):
+    """:func:`draw_levels` on explicit column ranges `blocks` with renewal `rates`."""
+    if not blocks:
+        return encoded
+    shape = tf.shape(encoded)
+    size = tf.stack([shape[0], shape[1], len(blocks)])
+    fresh = tf.random.stateless_uniform(
+        size, seed=seed_pair + [0, LEVEL_STREAM], dtype=encoded.dtype
+    )
+    renew = tf.random.stateless_uniform(size, seed=seed_pair + [0, RENEWAL_STREAM]) < rates
+    renew = tf.concat([tf.ones_like(renew[:, :1]), renew[:, 1:]], axis=1)
+    # Month t uses the draw of the latest renewal at or before t: the
+    # (number of renewals so far)-th fresh uniform.
+    epoch = tf.cumsum(tf.cast(renew, tf.int32), axis=1) - 1
+    uniforms = tf.transpose(
+        tf.gather(tf.transpose(fresh, (0, 2, 1)), tf.transpose(epoch, (0, 2, 1)), batch_dims=2),
+        (0, 2, 1),
+    )
+    parts = [encoded[..., : blocks[0][0]]]
+    for j, (start, end) in enumerate(blocks):
+        probabilities = tf.maximum(encoded[..., start:end], 0.0)
+        total = tf.maximum(tf.reduce_sum(probabilities, axis=-1, keepdims=True), 1e-12)
+        below = tf.cumsum(probabilities, axis=-1) / total < uniforms[..., j : j + 1]
+        index = tf.minimum(tf.reduce_sum(tf.cast(below, tf.int32), axis=-1), end - start - 1)
+        parts.append(tf.one_hot(index, end - start, dtype=encoded.dtype))
+    return tf.concat(parts, axis=-1)

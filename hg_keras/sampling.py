@@ -17,47 +17,18 @@ from hg_keras.data.transforms import PAD, CohortTransformer
 from hg_keras.errors import InputError
 from hg_keras.evaluation.privacy import patient_fingerprints
 from hg_keras.files import atomic_write
-from hg_keras.noise import draw_categories, latent_noise
+from hg_keras.noise import draw_categories, draw_levels, latent_noise
 
 # Patients generated at a time: about 0.5 GB of activations on a CPU.
 CHUNK_PATIENTS = 2_000
 # Offsets that keep the length and static-group draws apart from the noise.
 LENGTH_STREAM = 3_000_017
 GROUP_STREAM = 4_000_037
-LEVEL_STREAM = 5_000_011
 
 
-def draw_levels(encoded, layout, seed_pair):
-    """Replaces each discrete block's probabilities by a one-hot level drawn from them.
-
-    Static blocks get one draw per patient, so they stay constant over time.
-    TF ops: ``sample`` and the SavedModel share it, and so draw the same codes.
-
-    Args:
-        encoded: float tensor `(patients, steps, features)` from the generator.
-        layout: :class:`FeatureLayout`.
-        seed_pair: int64 tensor of shape (2,).
-    """
-    blocks = layout.discrete_blocks
-    if not blocks:
-        return encoded
-    shape = tf.shape(encoded)
-    uniforms = tf.random.stateless_uniform(
-        tf.stack([shape[0], shape[1], len(blocks)]),
-        seed=seed_pair + [0, LEVEL_STREAM],
-        dtype=encoded.dtype,
-    )
-    static = tf.constant([b.static for b in blocks])
-    uniforms = tf.where(static, uniforms[:, :1, :], uniforms)
-    parts = [encoded[..., : layout.numeric_width]]
-    for j, block in enumerate(blocks):
-        levels = block.end - block.start
-        probabilities = tf.maximum(encoded[..., block.start : block.end], 0.0)
-        total = tf.maximum(tf.reduce_sum(probabilities, axis=-1, keepdims=True), 1e-12)
-        below = tf.cumsum(probabilities, axis=-1) / total < uniforms[..., j : j + 1]
-        index = tf.minimum(tf.reduce_sum(tf.cast(below, tf.int32), axis=-1), levels - 1)
-        parts.append(tf.one_hot(index, levels, dtype=encoded.dtype))
-    return tf.concat(parts, axis=-1)
+def renewal_for(output, transformer):
+    """The `renewal` argument of :func:`draw_levels` for a ``discrete_output`` mode."""
+    return transformer.renewal_rates if output == "persistent" else None
 
 
 RUN_FILES = ("generator.keras", "transforms.json", "config.yaml")
@@ -163,8 +134,11 @@ class TrainedRun:
         else:
             self.check_where(where)
         encoded = self.generator(inputs, training=False)
-        if self.config.model.discrete_output == "sample":
-            encoded = draw_levels(encoded, self.transformer.layout, seed_pair)
+        output = self.config.model.discrete_output
+        if output != "argmax":
+            encoded = draw_levels(
+                encoded, self.transformer.layout, seed_pair, renewal_for(output, self.transformer)
+            )
         encoded = np.array(encoded)
         encoded[~valid] = PAD
         return encoded, lengths

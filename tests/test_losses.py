@@ -96,3 +96,111 @@ def test_gradient_penalty_ignores_padded_steps():
     first = gradient_penalty(critic, real[:1], fake[:1], alpha[:1])
     second = gradient_penalty(critic, real[1:, :2], fake[1:, :2], alpha[1:])
     assert float(both) == pytest.approx((float(first) + float(second)) / 2, rel=1e-5)
+
+
+# Alignment losses beyond v1, each against an independent computation.
+
+
+def test_autocorrelation_matches_the_evaluation_statistic():
+    from hg_keras.evaluation.fidelity import autocorrelation as numpy_acf
+    from hg_keras.losses import autocorrelation
+
+    x = np.cumsum(np.random.default_rng(0).normal(size=(6, 12, 2)), axis=1)
+    np.testing.assert_allclose(
+        autocorrelation(tf.constant(x, tf.float32), 4).numpy(), numpy_acf(x, 4), atol=1e-5
+    )
+
+
+def test_autocorrelation_with_padding_is_that_of_each_patients_real_steps():
+    from hg_keras.evaluation.fidelity import autocorrelation as numpy_acf
+    from hg_keras.losses import autocorrelation
+
+    x = np.random.default_rng(1).normal(size=(2, 8, 1))
+    weights = np.array([[1] * 8, [1] * 5 + [0] * 3], dtype="float32")
+    out = autocorrelation(tf.constant(x, tf.float32), 2, weights).numpy()
+    each = [numpy_acf(x[:1], 2), numpy_acf(x[1:, :5], 2)]
+    np.testing.assert_allclose(out, (each[0] + each[1]) / 2, atol=1e-5)
+
+
+def test_marginal_loss_is_mean_of_wasserstein_and_total_variation():
+    import scipy.stats
+
+    from hg_keras.losses import marginal_loss
+
+    rng = np.random.default_rng(2)
+    numeric = [rng.random((5, 4, 2)), rng.random((5, 4, 2)) ** 2]
+    levels = [np.eye(3)[rng.integers(0, 3, size=(5, 4))] for _ in range(2)]
+    fake, real = (np.concatenate([n, lv], axis=-1) for n, lv in zip(numeric, levels))
+    expected = [
+        scipy.stats.wasserstein_distance(fake[..., c].ravel(), real[..., c].ravel())
+        for c in range(2)
+    ]
+    shares = [x[..., 2:].reshape(-1, 3).mean(axis=0) for x in (fake, real)]
+    expected.append(0.5 * np.abs(shares[0] - shares[1]).sum())
+    out = marginal_loss(tf.constant(fake, tf.float32), tf.constant(real, tf.float32), 2, [(2, 5)])
+    assert float(out) == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_switch_rate_of_one_hot_rows_counts_changes():
+    from hg_keras.losses import switch_rates
+
+    codes = np.array([[0, 0, 1, 1, 1], [2, 2, 2, 0, 2]])
+    x = tf.constant(np.eye(3)[codes], tf.float32)
+    for renewal in ([0.0], [1.0], [0.3]):
+        assert float(switch_rates(x, [(0, 3)], renewal)[0]) == pytest.approx(3 / 8)
+
+
+def test_expected_switch_rate_matches_the_sampler_it_models():
+    """The loss's formula against Monte Carlo draws of draw_levels itself."""
+    from hg_keras.data import FeatureLayout, Schema
+    from hg_keras.losses import switch_rates
+    from hg_keras.noise import draw_levels
+
+    schema = Schema.from_dict(
+        {
+            "id": "id",
+            "time": "t",
+            "variables": [{"name": "drug", "kind": "categorical", "levels": {0: "a", 1: "b"}}],
+        }
+    )
+    layout = FeatureLayout(schema)
+    p = np.array([0.2, 0.6, 0.5, 0.5, 0.9])
+    probabilities = np.stack([1 - p, p], axis=-1)[None].repeat(20_000, axis=0)
+    for rate in (0.0, 0.3, 1.0):
+        drawn = draw_levels(
+            tf.constant(probabilities, tf.float32),
+            layout,
+            tf.constant([0, 7], tf.int64),
+            renewal={"drug": rate},
+        ).numpy()
+        observed = np.mean(drawn[:, 1:, 1] != drawn[:, :-1, 1])
+        expected = float(
+            switch_rates(tf.constant(probabilities[:1], tf.float32), [(0, 2)], [rate])[0]
+        )
+        assert observed == pytest.approx(expected, abs=0.01), rate
+        # Whatever the renewal rate, each month keeps its generated probabilities.
+        np.testing.assert_allclose(drawn[..., 1].mean(axis=0), p, atol=0.015)
+
+
+def test_within_patient_correlation_is_mean_of_per_patient_corrcoef():
+    from hg_keras.losses import within_patient_correlation
+
+    x = np.random.default_rng(3).normal(size=(4, 7, 3))
+    expected = np.mean([np.corrcoef(patient.T) for patient in x], axis=0)
+    out = within_patient_correlation(tf.constant(x, tf.float32)).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_temporal_loss_is_zero_for_the_same_batch_and_grows_with_shuffling():
+    from hg_keras.losses import temporal_loss
+
+    rng = np.random.default_rng(4)
+    walk = np.cumsum(rng.normal(size=(8, 20, 2)), axis=1)
+    walk = (walk - walk.min()) / (walk.max() - walk.min())
+    codes = np.eye(2)[(np.arange(20) >= rng.integers(5, 15, size=(8, 1))).astype(int)]
+    real = tf.constant(np.concatenate([walk, codes], axis=-1), tf.float32)
+    shuffled = tf.constant(
+        np.concatenate([walk, codes], axis=-1)[:, rng.permutation(20)], tf.float32
+    )
+    assert float(temporal_loss(real, real, 2, [(2, 4)], [0.0])) == pytest.approx(0.0, abs=1e-6)
+    assert float(temporal_loss(shuffled, real, 2, [(2, 4)], [0.0])) > 0.2

@@ -121,6 +121,32 @@ class FeatureLayout:
         return names
 
 
+def renewal_rate(frame, column, id_column):
+    """How often a patient's level draw must be renewed to switch as often as the data.
+
+    With one uniform draw per patient reused every month (``discrete_output:
+    persistent``) and renewed with probability `r` per month, a patient whose
+    level probabilities are the population's `p` changes level in a share
+    ``r * (1 - sum_k p_k^2)`` of months. Solving for the observed switch rate
+    `s` gives ``r = s / (1 - sum_k p_k^2)``, clipped to [0, 1]: near 1 for
+    month-by-month events such as missed visits (fresh draws), near 0 for
+    regimens that persist for years.
+
+    Args:
+        frame: long-format frame sorted by patient and time.
+        column: a discrete column (codes; missing values are ignored).
+        id_column: the patient id column.
+    """
+    codes = frame[column]
+    same = frame[id_column].eq(frame[id_column].shift()) & codes.notna() & codes.shift().notna()
+    if not same.any():
+        return 0.0
+    switch = float((codes != codes.shift())[same].mean())
+    shares = codes.value_counts(normalize=True).to_numpy()
+    spread = 1.0 - float(np.sum(shares**2))
+    return float(np.clip(switch / spread, 0.0, 1.0)) if spread > 0 else 0.0
+
+
 class CohortTransformer:
     """Fits, applies and inverts the cohort encoding.
 
@@ -137,6 +163,9 @@ class CohortTransformer:
             combinations of static discrete codes (``model_schema.static_discrete``
             order); set by :meth:`fit`.
         integer_time: bool, the training times were integers (irregular time).
+        renewal_rates: dict name -> rate in [0, 1] for each time-varying
+            discrete variable: how often ``discrete_output: persistent``
+            renews a patient's draw (:func:`renewal_rate`); set by :meth:`fit`.
 
     Example:
         >>> transformer = CohortTransformer(schema).fit(train_frame)
@@ -152,6 +181,7 @@ class CohortTransformer:
         length_counts=None,
         static_groups=None,
         integer_time=True,
+        renewal_rates=None,
     ):
         self.schema = schema
         self.model_schema = schema.modelled()
@@ -161,6 +191,7 @@ class CohortTransformer:
         self.length_counts = {int(k): int(v) for k, v in (length_counts or {}).items()}
         self.static_groups = [[list(map(int, codes)), int(n)] for codes, n in static_groups or []]
         self.integer_time = integer_time
+        self.renewal_rates = {str(k): float(v) for k, v in (renewal_rates or {}).items()}
 
     # Fitting
 
@@ -177,6 +208,11 @@ class CohortTransformer:
             first = frame.groupby(self.schema.id, sort=False)[static].first()
             groups = first.astype(np.int64).value_counts(sort=False).sort_index()
             self.static_groups = [[list(map(int, k)), int(n)] for k, n in groups.items()]
+        self.renewal_rates = {
+            v.name: renewal_rate(frame, v.name, self.schema.id)
+            for v in self.model_schema.variables
+            if not v.is_numeric and not v.static
+        }
         params = {}
         for variable in self.model_schema.variables:
             if not variable.is_numeric:
@@ -330,6 +366,8 @@ class CohortTransformer:
             out["static_groups"] = self.static_groups
         if self.schema.irregular_time:
             out["integer_time"] = self.integer_time
+        if self.renewal_rates:
+            out["renewal_rates"] = self.renewal_rates
         return out
 
     @classmethod
@@ -341,6 +379,7 @@ class CohortTransformer:
             length_counts=data.get("length_counts"),
             static_groups=data.get("static_groups"),
             integer_time=data.get("integer_time", True),
+            renewal_rates=data.get("renewal_rates"),
         )
 
     def save(self, path):

@@ -3,6 +3,8 @@
 from hg_keras.layers.block_activation import BlockActivation, StaticPooling
 from hg_keras.layers.conditioning import AppendCondition, ImposeCondition
 from hg_keras.layers.gate_lstm import FlipBackwardHalf, GateLSTM, bidirectional_gate_lstm
+from hg_keras.layers.patient_latent import PatientLatent
+from hg_keras.layers.sequence_score import SequenceScore
 from hg_keras.layers.soft_embedding import SoftEmbedding
 
 __all__ = [
@@ -11,6 +13,8 @@ __all__ = [
     "ImposeCondition",
     "FlipBackwardHalf",
     "GateLSTM",
+    "PatientLatent",
+    "SequenceScore",
     "SoftEmbedding",
     "StaticPooling",
     "bidirectional_gate_lstm",

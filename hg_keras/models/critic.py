@@ -3,7 +3,7 @@
 import keras
 
 from hg_keras.data.transforms import PAD
-from hg_keras.layers import SoftEmbedding, bidirectional_gate_lstm
+from hg_keras.layers import SequenceScore, SoftEmbedding, bidirectional_gate_lstm
 
 
 @keras.saving.register_keras_serializable(package="hg_keras")
@@ -16,19 +16,32 @@ class Critic(keras.Model):
         recurrent: str, ``gate`` (:class:`GateLSTM`) or ``keras`` (benchmark reference).
         masked: bool, for variable-length patients: steps equal to
             :data:`PAD` are masked, so a patient's score reads its real steps only.
+        step_scores: bool, default False (v1: final states only). Also score
+            every month and add the mean (:class:`SequenceScore`).
 
     Input shape: `(batch, time, width)`. Output shape: `(batch, 1)`, unbounded.
     """
 
-    def __init__(self, features, hidden_units=128, recurrent="gate", masked=False, **kwargs):
+    def __init__(
+        self,
+        features,
+        hidden_units=128,
+        recurrent="gate",
+        masked=False,
+        step_scores=False,
+        **kwargs,
+    ):
         # Layers
         embed = SoftEmbedding(features["numeric_width"], features["blocks"], name="embedding")
         dense_1 = keras.layers.Dense(hidden_units, name="dense_1")
         dense_2 = keras.layers.Dense(hidden_units, name="dense_2")
         recurrent_layer = bidirectional_gate_lstm(
-            hidden_units, return_sequences=False, name="bilstm", recurrent=recurrent
+            hidden_units, return_sequences=step_scores, name="bilstm", recurrent=recurrent
         )
-        score = keras.layers.Dense(1, name="score")
+        if step_scores:
+            score = SequenceScore(hidden_units, name="score")
+        else:
+            score = keras.layers.Dense(1, name="score")
 
         # Graph
         sequences = keras.Input(shape=(None, features["width"]), name="sequences")
@@ -44,6 +57,7 @@ class Critic(keras.Model):
         self.hidden_units = hidden_units
         self.recurrent = recurrent
         self.masked = masked
+        self.step_scores = step_scores
 
     def get_config(self):
         return {
@@ -52,6 +66,7 @@ class Critic(keras.Model):
             "hidden_units": self.hidden_units,
             "recurrent": self.recurrent,
             "masked": self.masked,
+            "step_scores": self.step_scores,
         }
 
     @classmethod

@@ -8,6 +8,7 @@ from hg_keras.layers import (
     BlockActivation,
     FlipBackwardHalf,
     ImposeCondition,
+    PatientLatent,
     StaticPooling,
     bidirectional_gate_lstm,
 )
@@ -38,6 +39,10 @@ class Generator(keras.Model):
             blocks) given as a second input, `(batch, len(condition_columns))`,
             appended to the noise and imposed on the output; empty for an
             unconditional generator.
+        patient_latent_dim: int, default 0 (v1): the first this many noise
+            channels of month 0 are held for every month
+            (:class:`PatientLatent`), a per-patient latent beside the
+            per-month noise.
 
     Input shape: `(batch, time, latent_dim)`, and the condition when conditional.
     Output shape: `(batch, time, width)`: sigmoid numerics, softmax blocks.
@@ -53,8 +58,14 @@ class Generator(keras.Model):
         recurrent="gate",
         masked=False,
         condition_columns=(),
+        patient_latent_dim=0,
         **kwargs,
     ):
+        if not 0 <= patient_latent_dim <= latent_dim:
+            raise ValueError(
+                f"patient_latent_dim must be between 0 and latent_dim={latent_dim}, "
+                f"got {patient_latent_dim}"
+            )
         condition_columns = [int(c) for c in condition_columns]
         if static_head not in ("pooled", "v1"):
             raise ValueError(f"static_head must be 'pooled' or 'v1', got {static_head!r}")
@@ -69,6 +80,8 @@ class Generator(keras.Model):
         noise = keras.Input(shape=(None, latent_dim), name="noise")
         inputs = noise
         x = keras.layers.Masking(PAD, name="padding")(noise) if masked else noise
+        if patient_latent_dim:
+            x = PatientLatent(patient_latent_dim, name="patient_latent")(x)
         if condition_columns:
             condition = keras.Input(shape=(len(condition_columns),), name="condition")
             inputs = [noise, condition]
@@ -97,6 +110,7 @@ class Generator(keras.Model):
         self.recurrent = recurrent
         self.masked = masked
         self.condition_columns = condition_columns
+        self.patient_latent_dim = patient_latent_dim
 
     @property
     def conditional(self):
@@ -113,6 +127,7 @@ class Generator(keras.Model):
             "recurrent": self.recurrent,
             "masked": self.masked,
             "condition_columns": self.condition_columns,
+            "patient_latent_dim": self.patient_latent_dim,
         }
 
     @classmethod

@@ -7,10 +7,12 @@ from hg_keras.data.transforms import PAD
 from hg_keras.losses import (
     correlation_loss,
     gradient_penalty,
+    marginal_loss,
+    temporal_loss,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from hg_keras.noise import latent_noise
+from hg_keras.noise import draw_blocks, latent_noise
 
 # Offsets that keep the noise, alpha and generator streams apart for one step.
 _ALPHA_STREAM = 1_000_003
@@ -30,7 +32,12 @@ class WGANGP(keras.Model):
       (:func:`hg_keras.losses.gradient_penalty`);
     * generator: ``-mean D(fake) + correlation_weight * L1(corr(fake), target)``
       where corr is the Pearson matrix pooled over batch and time and
-      `target` is the training cohort's.
+      `target` is the training cohort's; beyond v1, optionally
+      ``+ marginal_weight * marginal_loss + temporal_weight * temporal_loss``
+      (:func:`hg_keras.losses.marginal_loss`, :func:`hg_keras.losses.temporal_loss`),
+      both measured against the step's real batch: the statistics the
+      evaluation grades (marginals, autocorrelations, switch rates) get a
+      direct gradient instead of waiting for the critic to find them.
 
     Noise and interpolation weights are stateless draws keyed by `seed` and
     the generator optimizer's iteration count, so a run resumed from a
@@ -43,7 +50,11 @@ class WGANGP(keras.Model):
     optimizer's all-reduce); the correlation loss is that of the global batch
     (its moments are all-reduced). Every replica makes the same
     critic/generator alternation, so N replicas train as one device would on
-    the same global batch, up to floating-point summation order.
+    the same global batch, up to floating-point summation order. The marginal
+    and temporal losses are the exception: each replica measures its own
+    slice against its slice of the real batch (sorted values and per-patient
+    statistics of the global batch would need an all-gather), so with their
+    weights on, N replicas follow the mean of N slice losses.
 
     Args:
         generator: :class:`Generator`.
@@ -54,6 +65,21 @@ class WGANGP(keras.Model):
         correlation_weight: float (v1: 10).
         latent_distribution: str, ``uniform`` (v1's U[0, 1)) or ``normal``.
         seed: int.
+        marginal_weight: float, default 0 (v1).
+        temporal_weight: float, default 0 (v1).
+        max_lag: int, autocorrelation lags of the temporal loss.
+        renewal: list of the sampler's renewal rates
+            (:func:`hg_keras.noise.draw_levels`), one per time-varying
+            discrete block in layout order, so the temporal loss compares
+            the switch rates that sampling will produce; None compares total
+            variations between months (argmax output).
+        straight_through: bool, default False (v1: the critic sees the
+            generator's soft probabilities). True shows the critic levels
+            drawn from them as the sampler draws them (same renewal rates),
+            one-hot like the real data, with the gradient passed straight
+            through to the probabilities (Bengio et al. 2013,
+            arXiv:1308.3432). Otherwise a critic tells real from fake by
+            softness alone.
 
     Logged per epoch (means over its steps): ``critic_loss``,
     ``gradient_penalty`` (unweighted), ``wasserstein`` (mean D(real) - mean
@@ -70,6 +96,11 @@ class WGANGP(keras.Model):
         correlation_weight=10.0,
         latent_distribution="uniform",
         seed=42,
+        marginal_weight=0.0,
+        temporal_weight=0.0,
+        max_lag=6,
+        renewal=None,
+        straight_through=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,6 +118,24 @@ class WGANGP(keras.Model):
         self.correlation_weight = correlation_weight
         self.latent_distribution = latent_distribution
         self.seed = seed
+        self.marginal_weight = marginal_weight
+        self.temporal_weight = temporal_weight
+        self.max_lag = max_lag
+        features = generator.features
+        static = set(features["static_columns"])
+        self.numeric_width = features["numeric_width"]
+        blocks = [(s, e) for s, e, *_ in features["blocks"]]
+        self.discrete_blocks = blocks
+        self.dynamic_blocks = [(s, e) for s, e in blocks if s not in static]
+        self.renewal = list(renewal) if renewal is not None else None
+        self.straight_through = straight_through
+        dynamic_rates = iter(self.renewal or [1.0] * len(self.dynamic_blocks))
+        self.draw_rates = [0.0 if s in static else next(dynamic_rates) for s, _ in blocks]
+        if self.renewal is not None and len(self.renewal) != len(self.dynamic_blocks):
+            raise ValueError(
+                f"renewal needs {len(self.dynamic_blocks)} rates (one per time-varying "
+                f"discrete block), got {len(self.renewal)}"
+            )
         self.trackers = {
             name: keras.metrics.Mean(name=name)
             for name in (
@@ -95,6 +144,8 @@ class WGANGP(keras.Model):
                 "wasserstein",
                 "generator_loss",
                 "correlation_loss",
+                "marginal_loss",
+                "temporal_loss",
             )
         }
         # Both networks are built functional models; without a call() on real
@@ -154,19 +205,25 @@ class WGANGP(keras.Model):
         if self.generator.conditional:
             condition = tf.gather(real[:, 0], self.generator.condition_columns, axis=-1)
 
-        def generate(noise):
+        def generate(noise, seed):
+            """(soft output, what the critic sees): the same unless straight-through."""
             if valid is not None:
                 noise = tf.where(valid[..., None], noise, PAD)
             inputs = noise if condition is None else [noise, condition]
             fake = self.generator(inputs, training=True)
+            shown = fake
+            if self.straight_through and self.discrete_blocks:
+                hard = draw_blocks(fake, self.discrete_blocks, self.draw_rates, seed)
+                shown = fake + tf.stop_gradient(hard - fake)
             if valid is not None:
                 fake = tf.where(valid[..., None], fake, PAD)
-            return fake
+                shown = tf.where(valid[..., None], shown, PAD)
+            return fake, shown
 
         for k in range(self.critic_steps):
             seed = tf.stack([tf.constant(self.seed, tf.int64), base + k])
             noise = local(self.noise(batch * replicas, steps, seed))
-            fake = generate(noise)
+            _, fake = generate(noise, seed)
             alpha = local(
                 tf.random.stateless_uniform(
                     tf.stack([batch * replicas, 1, 1]), seed=seed + [0, _ALPHA_STREAM]
@@ -188,13 +245,34 @@ class WGANGP(keras.Model):
         seed = tf.stack([tf.constant(self.seed, tf.int64), base + _GENERATOR_STREAM])
         noise = local(self.noise(batch * replicas, steps, seed))
         with tf.GradientTape() as tape:
-            fake = generate(noise)
-            adversarial = wasserstein_generator_loss(self.critic(fake, training=True))
+            fake, shown = generate(noise, seed)
+            adversarial = wasserstein_generator_loss(self.critic(shown, training=True))
             # The correlation of the global batch: the same on every replica.
             alignment = correlation_loss(
-                fake, self.correlation_target, all_reduce if replicas > 1 else None, valid
+                shown, self.correlation_target, all_reduce if replicas > 1 else None, valid
             )
-            generator_loss = adversarial + self.correlation_weight * alignment
+            # Off (v1) means not even traced: the losses add many small ops.
+            marginal = temporal = tf.constant(0.0)
+            if self.marginal_weight:
+                marginal = marginal_loss(
+                    fake, real, self.numeric_width, self.discrete_blocks, valid
+                )
+            if self.temporal_weight:
+                temporal = temporal_loss(
+                    fake,
+                    real,
+                    self.numeric_width,
+                    self.dynamic_blocks,
+                    self.renewal,
+                    self.max_lag,
+                    valid,
+                )
+            generator_loss = (
+                adversarial
+                + self.correlation_weight * alignment
+                + self.marginal_weight * marginal
+                + self.temporal_weight * temporal
+            )
             scaled = generator_loss * scale
         gradients = tape.gradient(scaled, self.generator.trainable_variables)
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
@@ -205,6 +283,8 @@ class WGANGP(keras.Model):
             "wasserstein": tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores),
             "generator_loss": generator_loss,
             "correlation_loss": alignment,
+            "marginal_loss": marginal,
+            "temporal_loss": temporal,
         }
         # Each replica logs its slice's means; Keras averages them over the
         # replicas, which for equal slices is the global-batch mean.

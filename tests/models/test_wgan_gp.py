@@ -37,6 +37,8 @@ def test_train_step_updates_both_networks_and_logs(art_schema):
         "wasserstein",
         "generator_loss",
         "correlation_loss",
+        "marginal_loss",
+        "temporal_loss",
     }
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert int(wgan.critic_optimizer.iterations) == 2

@@ -1,0 +1,261 @@
+"""Which config gives the most realistic patients for the same training time?
+
+Usage:
+    python benchmarks/quality.py [--minutes 8] [--seeds 0 1] [--patients 1024]
+        [--configs art4hiv benchmarks/candidates/v1-sized.yaml quick]
+        [--out QUALITY.md] [--work runs/quality]
+
+Each config is trained on the first `--patients` patients of the embedded
+cohort for the same wall-clock budget and each seed (configs alternate
+within a seed, so a machine that drifts hurts none of them more), with the
+generator saved at four points of the budget. Every snapshot samples as many
+patients as were trained on and is evaluated by ``hg_keras.evaluation.evaluate``
+against the *next* `--patients` patients, which no run ever trains on
+(``reference="holdout"``). Writes `--out` (the table of every headline
+metric per config, median over seeds with each seed's value, the machine and
+the command), ``<out stem>.json`` (every figure) and ``<out stem>.png``
+(metrics against training time). Configs are names of shipped configs or
+YAML paths; a run stops at its config's epochs or at the budget, whichever
+comes first.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import hg_keras.models  # noqa: E402, F401  (registers the saved classes)
+from hg_keras.callbacks import TimeBudget  # noqa: E402
+from hg_keras.config import load_config  # noqa: E402
+from hg_keras.evaluation import evaluate  # noqa: E402
+from hg_keras.sampling import TrainedRun  # noqa: E402
+from hg_keras.training import load_training_cohort, train  # noqa: E402
+
+# (label, path in metrics.json, target, direction): the issue's headline metrics.
+HEADLINE = (
+    ("KS mean", ("fidelity", "ks_mean"), 0.08, "low"),
+    ("TVD mean", ("fidelity", "tvd_mean"), 0.04, "low"),
+    ("autocorr. MAE", ("fidelity", "autocorrelation_mae"), 0.10, "low"),
+    ("worst switch ratio", ("fidelity", "switch_ratio_worst"), 2.0, "low"),
+    ("correlation MAE", ("fidelity", "correlation_mae"), 0.05, "low"),
+    ("trend MAE", ("fidelity", "trend_correlation_mae"), 0.15, "low"),
+    ("cycle MAE", ("fidelity", "cycle_correlation_mae"), 0.15, "low"),
+    ("mode coverage", ("fidelity", "mode_coverage"), 1.0, "high"),
+    ("discriminative", ("utility", "discriminative_score"), 0.25, "low"),
+    ("TSTR ratio", ("utility", "tstr_ratio"), 1.3, "low"),
+    ("exact copies", ("privacy", "exact_copies"), 0, "low"),
+    ("DCR ratio", ("privacy", "dcr_ratio"), 0.9, "high"),
+    ("membership AUC", ("privacy", "membership_auc"), 0.55, "low"),
+)
+CURVES = ("KS mean", "autocorr. MAE", "correlation MAE", "discriminative")
+SNAPSHOTS = (0.25, 0.5, 0.75, 1.0)
+
+
+def lookup(metrics, path):
+    value = metrics
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return None if value is None else float(value)
+
+
+def cohorts(config, patients):
+    """(training frame, never-trained frame): the first and the next `patients`."""
+    config = config.replace_training(patients=patients, holdout=float(patients))
+    return load_training_cohort(config, with_holdout=True)
+
+
+def run_one(name, config, seed, seconds, patients, work, eval_epochs):
+    out = Path(work) / f"{name}-seed{seed}"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    # A config's own epochs still apply: the default stops at its epochs
+    # (its figures are then exactly those of `python cli.py train`), v1's 200
+    # never finish within a CPU budget.
+    config = config.replace_training(seed=seed, patients=patients, holdout=float(patients))
+    budget = TimeBudget(seconds, [f * seconds for f in SNAPSHOTS[:-1]], folder=out / "snapshots")
+    started = time.perf_counter()
+    train(config, out=out, verbose=0, callbacks=[budget])
+    wall = time.perf_counter() - started
+    real, unseen = cohorts(config, patients)
+    run = TrainedRun(out)
+    points = []
+    last = len(budget.snapshots) - 1
+    for k, elapsed, updates in budget.snapshots:
+        run.generator = keras.models.load_model(out / "snapshots" / f"generator-{k}.keras")
+        synthetic = run.sample_frame(patients, months=run.months, seed=seed)
+        metrics, _ = evaluate(
+            real,
+            synthetic,
+            run.schema,
+            holdout=unseen,
+            seed=seed,
+            epochs=eval_epochs,
+            reference="holdout",
+            # The final figures average 3 classifier seeds; the curve's 1.
+            repeats=3 if k == last else 1,
+        )
+        points.append({"seconds": elapsed, "updates": updates, "metrics": metrics})
+        print(
+            f"{name} seed {seed} at {elapsed:.0f} s ({updates} updates): "
+            + ", ".join(
+                f"{label} {lookup(metrics, path):.3f}"
+                for label, path, *_ in HEADLINE
+                if label in CURVES and lookup(metrics, path) is not None
+            ),
+            flush=True,
+        )
+    return {"config": name, "seed": seed, "train_wall_seconds": wall, "points": points}
+
+
+def median_table(results, names):
+    rows = []
+    header = "| metric | target | " + " | ".join(names) + " |"
+    rows.append(header)
+    rows.append("|---" * (len(names) + 2) + "|")
+    for label, path, target, direction in HEADLINE:
+        cells = []
+        for name in names:
+            values = [
+                lookup(r["points"][-1]["metrics"], path) for r in results if r["config"] == name
+            ]
+            values = [v for v in values if v is not None]
+            if not values:
+                cells.append("–")
+                continue
+            median = float(np.median(values))
+            met = median <= target if direction == "low" else median >= target
+            each = ", ".join(f"{v:.3g}" for v in values)
+            cells.append(f"{'**' if met else ''}{median:.3g}{'**' if met else ''} ({each})")
+        sign = "≤" if direction == "low" else "≥"
+        rows.append(f"| {label} | {sign} {target:g} | " + " | ".join(cells) + " |")
+    updates = []
+    for name in names:
+        counts = [r["points"][-1]["updates"] for r in results if r["config"] == name]
+        updates.append(f"{int(np.median(counts))}")
+    rows.append("| generator updates | | " + " | ".join(updates) + " |")
+    return "\n".join(rows)
+
+
+def time_to_target(results, name, label):
+    """Seconds at which the median over seeds first reaches its target (or None)."""
+    path, target, direction = next((p, t, d) for lab, p, t, d in HEADLINE if lab == label)
+    runs = [r for r in results if r["config"] == name]
+    for index in range(min(len(r["points"]) for r in runs)):
+        values = [lookup(r["points"][index]["metrics"], path) for r in runs]
+        if any(v is None for v in values):
+            return None
+        median = float(np.median(values))
+        if (median <= target) if direction == "low" else (median >= target):
+            return float(np.median([r["points"][index]["seconds"] for r in runs]))
+    return None
+
+
+def plot(results, names, path):
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
+    for axis, label in zip(axes, CURVES):
+        metric_path, target, _ = next((p, t, d) for lab, p, t, d in HEADLINE if lab == label)
+        for name in names:
+            runs = [r for r in results if r["config"] == name]
+            points = min(len(r["points"]) for r in runs)
+            seconds = [
+                np.median([r["points"][i]["seconds"] for r in runs]) / 60 for i in range(points)
+            ]
+            values = [
+                np.median([lookup(r["points"][i]["metrics"], metric_path) for r in runs])
+                for i in range(points)
+            ]
+            axis.plot(seconds, values, marker="o", label=name)
+        axis.axhline(target, color="grey", linestyle="--", linewidth=1)
+        axis.set_title(label)
+        axis.set_xlabel("training minutes")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=8.0, help="training budget per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--patients", type=int, default=1024)
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["art4hiv", "benchmarks/candidates/v1-sized.yaml", "quick"],
+    )
+    parser.add_argument("--out", default="QUALITY.md")
+    parser.add_argument("--work", default="runs/quality")
+    parser.add_argument("--eval-epochs", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    configs = {Path(name).stem: load_config(name) for name in args.configs}
+    names = list(configs)
+    results = []
+    for seed in args.seeds:
+        for name in names:
+            results.append(
+                run_one(
+                    name,
+                    configs[name],
+                    seed,
+                    args.minutes * 60,
+                    args.patients,
+                    args.work,
+                    args.eval_epochs,
+                )
+            )
+    out = Path(args.out)
+    stem = out.with_suffix("")
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    plot(results, names, stem.with_suffix(".png"))
+    command = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+    reach = []
+    for name in names:
+        for label in ("KS mean", "discriminative"):
+            seconds = time_to_target(results, name, label)
+            when = f"{seconds / 60:.1f} min" if seconds is not None else "not within the budget"
+            reach.append(f"- {name}: {label} reaches its target at {when}")
+    text = "\n".join(
+        [
+            "# Quality benchmark",
+            "",
+            f"Command: `{command}`  ",
+            f"Machine: {machine}; {platform.platform()}.  ",
+            f"Each config trained {args.minutes:g} min per seed (seeds {args.seeds}) on the first "
+            f"{args.patients} embedded patients; evaluated against the next {args.patients} "
+            "(never trained on). Cells: median over seeds (each seed's value); **bold** meets "
+            "the target.",
+            "",
+            median_table(results, names),
+            "",
+            "Time to quality (median over seeds; snapshots at 1/4, 1/2, 3/4 and all of the "
+            "budget):",
+            "",
+            *reach,
+            "",
+            f"![metrics against training time]({stem.with_suffix('.png').name})",
+            "",
+        ]
+    )
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""PatientLatent and SequenceScore against NumPy references of what they compute."""
+
+import keras
+import numpy as np
+import pytest
+
+from hg_keras.layers import PatientLatent, SequenceScore
+
+
+def test_patient_latent_holds_month_zero_channels_for_every_month():
+    noise = np.random.default_rng(0).random((3, 5, 6)).astype("float32")
+    out = np.asarray(PatientLatent(2)(noise))
+    expected = noise.copy()
+    expected[:, :, :2] = noise[:, :1, :2]
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.asarray(PatientLatent(0)(noise)), noise)
+
+
+def test_patient_latent_round_trips_and_refuses_bad_sizes():
+    layer = PatientLatent.from_config(PatientLatent(3, name="p").get_config())
+    assert layer.dims == 3
+    with pytest.raises(ValueError, match="dims must be a non-negative integer"):
+        PatientLatent(-1)
+
+
+def reference_score(sequence, mask, units, final_kernel, final_bias, step_kernel, step_bias):
+    scores = []
+    for x, m in zip(sequence, mask):
+        real = x[m]
+        final = np.concatenate([real[-1, :units], x[0, units:]])
+        per_month = (real @ step_kernel + step_bias).mean()
+        scores.append(final @ final_kernel + final_bias + per_month)
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_sequence_score_is_final_states_plus_mean_month_score(masked):
+    rng = np.random.default_rng(1)
+    units, steps = 3, 5
+    sequence = rng.normal(size=(4, steps, 2 * units)).astype("float32")
+    lengths = np.array([5, 3, 1, 4]) if masked else np.full(4, steps)
+    mask = np.arange(steps)[None] < lengths[:, None]
+    layer = SequenceScore(units)
+    out = layer(sequence, mask=mask if masked else None)
+    final_kernel, final_bias = (w.numpy() for w in layer.final.weights)
+    step_kernel, step_bias = (w.numpy() for w in layer.steps.weights)
+    expected = reference_score(
+        sequence, mask, units, final_kernel[:, 0], final_bias[0], step_kernel[:, 0], step_bias[0]
+    )
+    np.testing.assert_allclose(np.asarray(out)[:, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_critic_with_step_scores_round_trips(art_schema):
+    from hg_keras.data import FeatureLayout
+    from hg_keras.models import Critic
+
+    features = FeatureLayout(art_schema).spec()
+    critic = Critic(features, hidden_units=4, step_scores=True)
+    x = np.random.default_rng(2).random((2, 3, features["width"])).astype("float32")
+    clone = Critic.from_config(critic.get_config())
+    clone.set_weights(critic.get_weights())
+    np.testing.assert_allclose(np.asarray(critic(x)), np.asarray(clone(x)), rtol=1e-6)
+    assert critic(x).shape == (2, 1)
+    # v1's critic plus one Dense(2 * units -> 1) for the month scores.
+    plain = Critic(features, hidden_units=4)
+    assert critic.count_params() == plain.count_params() + 2 * 4 + 1
+    assert isinstance(
+        keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(critic.get_layer("score"))
+        ),
+        SequenceScore,
+    )

@@ -251,7 +251,17 @@ def sample(patients, model_dir, months, seed, out, max_copies, where):
     show_default=True,
     help="Seed for the split and the post-hoc classifiers.",
 )
-def evaluate(real_path, synthetic_paths, names, holdout_path, config_path, model_dir, out, seed):
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Classifier seeds (seed, seed+1, ...) the discriminative score and TSTR ratio "
+    "are averaged over, reported with their spread.",
+)
+def evaluate(
+    real_path, synthetic_paths, names, holdout_path, config_path, model_dir, out, seed, repeats
+):
     """Fidelity, utility and privacy metrics and an HTML report.
 
     With several --synthetic files, each is scored against the same real and

@@ -211,7 +211,13 @@ def evaluate(
             c: {"real": switches["real"][c], "synthetic": switches["synthetic"][c]}
             for c in dynamic_discrete
         },
-        **fidelity.switch_ratios(switches["real"], switches["synthetic"]),
+        **fidelity.switch_ratios(
+            switches["real"],
+            switches["synthetic"],
+            # 5 switches' worth of pseudo-counts: a few switches more or less
+            # in a small cohort are noise, not a factor of 2.
+            pseudo=5.0 / max(1, _transitions(ref_frames["real"], schema.id)),
+        ),
         **whole,
     }
 
@@ -272,6 +278,11 @@ def evaluate(
         "labels": {name: list(levels.values()) for name, levels in labels.items()},
     }
     return metrics, details
+
+
+def _transitions(frame, id_column):
+    """Month-to-month transitions in a cohort: rows minus patients."""
+    return len(frame) - frame[id_column].nunique()
 
 
 def _spread(name, values):

@@ -160,8 +160,9 @@ def _split_holdout(frame, schema, ids, holdout, seed, source):
     count = int(round(holdout * len(ids))) if holdout < 1 else int(holdout)
     if not 1 <= count <= len(ids) - 1:
         raise InputError(
-            f"{source}: training.holdout {holdout} leaves {len(ids) - count} of {len(ids)} "
-            "patients for training; lower it, or set 0 to train on every patient"
+            f"{source}: training.holdout {holdout:g} would hold out {count} of {len(ids)} "
+            "patients; it must leave at least one for training and hold out at least one "
+            "(or be 0 to train on every patient)"
         )
     static = [v.name for v in schema.variables if v.static and not v.is_numeric]
     groups = None

@@ -11,9 +11,56 @@ gate equations, in the seed's order f, i, a, o, are::
 with zero initial state and no forget-gate bias offset.
 """
 
+import contextlib
+import threading
+
 import keras
 import tensorflow as tf
 from keras import ops
+
+_dispatch = threading.local()
+FUSED_DTYPES = ("float16", "float32")  # BlockLSTM's types
+
+
+@contextlib.contextmanager
+def first_order_only():
+    """GateLSTM calls traced inside use the fused kernel (:meth:`GateLSTM.fused_call`).
+
+    Enter it around calls through which at most a first derivative is taken:
+    forward passes (sampling, the fakes of a critic step), the critic's
+    scores of real and fake batches (differentiated once, for its weights)
+    and the generator update. Never around the gradient penalty's critic
+    call, which is differentiated twice: the fused kernel has no second
+    derivative (TensorFlow raises rather than returning a wrong one).
+    """
+    previous = getattr(_dispatch, "fused", False)
+    _dispatch.fused = True
+    try:
+        yield
+    finally:
+        _dispatch.fused = previous
+
+
+@contextlib.contextmanager
+def loop_only():
+    """GateLSTM calls traced inside never take the fused kernel (benchmarks, tests)."""
+    previous = getattr(_dispatch, "disabled", False)
+    _dispatch.disabled = True
+    try:
+        yield
+    finally:
+        _dispatch.disabled = previous
+
+
+def _fused_dispatch(dtype):
+    """Whether a call takes the fused kernel: inside :func:`first_order_only`, a dtype it has."""
+    if getattr(_dispatch, "disabled", False) or not getattr(_dispatch, "fused", False):
+        return False
+    return tf.as_dtype(dtype).name in FUSED_DTYPES
+
+
+# The fused kernel's gate blocks are i, a, f, o (ICFO); the seed's are f, i, a, o.
+_ICFO = (1, 2, 0, 3)
 
 
 @keras.saving.register_keras_serializable(package="hg_keras")
@@ -111,6 +158,8 @@ class GateLSTM(keras.layers.Layer):
         x = ops.convert_to_tensor(inputs)
         if self.go_backwards:
             x = ops.flip(x, axis=1)
+        if mask is None and _fused_dispatch(x.dtype):
+            return self._outputs(*self.fused_call(x))
         time_major = ops.transpose(x, (1, 0, 2))
         steps = tf.shape(time_major)[0]
         inputs_ta = tf.TensorArray(x.dtype, size=steps).unstack(time_major)
@@ -152,7 +201,54 @@ class GateLSTM(keras.layers.Layer):
             parallel_iterations=32,
             swap_memory=True,
         )
-        output = ops.transpose(outputs_ta.stack(), (1, 0, 2)) if self.return_sequences else h_last
+        sequence = ops.transpose(outputs_ta.stack(), (1, 0, 2)) if self.return_sequences else None
+        return self._outputs(sequence, h_last, c_last)
+
+    def fused_call(self, x):
+        """The same equations through TensorFlow's fused LSTM kernel (``BlockLSTM``).
+
+        One op runs every step (CPU and GPU kernels), with the two matmuls
+        of a step fused into one over ``[x_t, h]`` and the gate blocks
+        permuted to the kernel's i, a, f, o order (no forget bias, no
+        clipping); its gradient is the fused ``BlockLSTMGrad``, which has no
+        gradient of its own. (``BlockLSTMV2``'s registered gradient was
+        measured wrong against finite differences in TF 2.21, so V1 is used.)
+
+        Args:
+            x: `(batch, time, features)`, already flipped for ``go_backwards``.
+
+        Returns:
+            (sequence `(batch, time, units)`, last h, last c).
+        """
+        units = self.units
+
+        def icfo(tensor):
+            blocks = tf.split(tensor, 4, axis=-1)
+            return tf.concat([blocks[k] for k in _ICFO], axis=-1)
+
+        kernel = icfo(tf.concat([self.i2h_kernel, self.h2h_kernel], axis=0))
+        bias = icfo(self.i2h_bias + self.h2h_bias)
+        time_major = tf.transpose(x, (1, 0, 2))
+        zeros = tf.zeros((tf.shape(x)[0], units), x.dtype)
+        no_peephole = tf.zeros((units,), x.dtype)
+        _, cells, _, _, _, _, hidden = tf.raw_ops.BlockLSTM(
+            seq_len_max=tf.cast(tf.shape(x)[1], tf.int64),
+            x=time_major,
+            cs_prev=zeros,
+            h_prev=zeros,
+            w=tf.cast(kernel, x.dtype),
+            wci=no_peephole,
+            wcf=no_peephole,
+            wco=no_peephole,
+            b=tf.cast(bias, x.dtype),
+            forget_bias=0.0,
+            cell_clip=-1.0,  # no clipping
+            use_peephole=False,
+        )
+        return tf.transpose(hidden, (1, 0, 2)), hidden[-1], cells[-1]
+
+    def _outputs(self, sequence, h_last, c_last):
+        output = sequence if self.return_sequences else h_last
         if self.return_state:
             return output, h_last, c_last
         return output

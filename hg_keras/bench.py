@@ -1,9 +1,14 @@
 """``python cli.py bench``: training-step and sampling speed on this machine.
 
 Figures are medians of several timed runs after a warm-up (min and max
-shown as noise), measured side by side in one process: our model, a
-reference built on ``keras.layers.LSTM`` (same sizes, same losses, no
-cuDNN), and the machine's fp32 matmul peak.
+shown as noise). Comparisons are **paired**: our call and a reference call
+are timed in alternation (A B A B ..., at least 3 pairs) in one process,
+and the figure is the median of the per-pair ratios, so a machine whose
+speed drifts over minutes compares like with like. The references: the
+same model built on ``keras.layers.LSTM`` (same sizes and losses, no
+cuDNN), our model with the fused forward kernel switched off (what
+:func:`hg_keras.layers.gate_lstm.first_order_only` buys), and the seed's
+design transcribed to eager TensorFlow (:mod:`hg_keras.seed_design`).
 
 FLOP counts are analytic, from the layer shapes (multiply-adds count 2;
 element-wise gate math is ignored). Per sequence step, with latent Z,
@@ -35,7 +40,15 @@ import tensorflow as tf
 from hg_keras.config import load_config
 from hg_keras.data import CohortTransformer, load_cohort
 from hg_keras.data.pipeline import correlation_target
+from hg_keras.distribute import describe
+from hg_keras.export import export_run
 from hg_keras.files import atomic_write
+from hg_keras.layers.gate_lstm import first_order_only, loop_only
+from hg_keras.models import Generator
+from hg_keras.run_folder import RunFolder
+from hg_keras.sampling import CHUNK_PATIENTS
+from hg_keras.seed_design import SeedDesignStep
+from hg_keras.training import build_wgan
 
 
 def _timed(function, repeats):
@@ -45,6 +58,32 @@ def _timed(function, repeats):
         function()
         times.append(time.perf_counter() - start)
     return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def paired(ours, reference, pairs=3):
+    """Times `ours` and `reference` in alternation after one warm-up call each.
+
+    Returns:
+        dict ``ours`` and ``reference`` (median seconds), ``ratios`` (reference
+        time / our time, one per pair, in order) and ``ratio`` (their median:
+        how many times faster ours is).
+    """
+    ours()
+    reference()
+    times = {"ours": [], "reference": []}
+    ratios = []
+    for _ in range(pairs):
+        for name, function in (("ours", ours), ("reference", reference)):
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+        ratios.append(times["reference"][-1] / times["ours"][-1])
+    return {
+        "ours": statistics.median(times["ours"]),
+        "reference": statistics.median(times["reference"]),
+        "ratios": ratios,
+        "ratio": statistics.median(ratios),
+    }
 
 
 def matmul_peak(size=2048, repeats=5):
@@ -78,28 +117,52 @@ def sampler_flops(config, layout, patients, steps):
     return generator * patients * steps
 
 
-def _train_steps(config, transformer, encoded, lengths, repeats, recurrent):
-    from hg_keras.training import build_wgan
-
+def _step_function(config, transformer, encoded, recurrent="gate", fused=True):
+    """A traced ``WGANGP.train_step`` (any length) with fresh weights from seed 0."""
     keras.utils.set_random_seed(0)
     wgan = build_wgan(config, transformer, correlation_target(encoded), recurrent=recurrent)
     spec = tf.TensorSpec((encoded.shape[0], None, encoded.shape[2]), tf.float32)
     step = tf.function(wgan.train_step, input_signature=[spec])
+    if not fused:
+        with loop_only():
+            step.get_concrete_function()  # traced now, without the fused kernel
+    return lambda batch: float(step(batch)["critic_loss"])
+
+
+def _train_steps(step, encoded, lengths, repeats):
     results = {}
     start = time.perf_counter()
     for length in lengths:
         batch = tf.constant(encoded[:, :length])
-        float(step(batch)["critic_loss"])  # the first call traces (once, any length)
+        step(batch)  # the first call traces (once, any length)
         if "trace_s" not in results:
             results["trace_s"] = time.perf_counter() - start
-        results[length] = _timed(lambda b=batch: float(step(b)["critic_loss"]), repeats)
+        results[length] = _timed(lambda b=batch: step(b), repeats)
     return results
+
+
+def _generator_forward(config, transformer, recurrent="gate", fused=True):
+    """A traced forward pass of a freshly initialised generator: noise -> encoded."""
+    keras.utils.set_random_seed(0)
+    generator = Generator(
+        transformer.layout.spec(),
+        latent_dim=config.model.latent_dim,
+        hidden_units=config.model.hidden_units,
+        recurrent=recurrent,
+    )
+
+    @tf.function
+    def forward(noise):
+        if fused:
+            with first_order_only():
+                return generator(noise, training=False)
+        return generator(noise, training=False)
+
+    return lambda noise: forward(noise).numpy()
 
 
 def _distributed_steps(strategy, config, transformer, encoded, length, repeats):
     """Times a train step replicated by `strategy` over its global batch (`encoded`)."""
-    from hg_keras.training import build_wgan
-
     keras.utils.set_random_seed(0)
     with strategy.scope():
         wgan = build_wgan(config, transformer, correlation_target(encoded))
@@ -117,23 +180,26 @@ def _distributed_steps(strategy, config, transformer, encoded, length, repeats):
     return _timed(call, repeats)
 
 
-def _sampling(run_dir, sizes, repeats):
-    from hg_keras.export import export_run
-
+def _sampling(run_dir, sizes, repeats, chunks):
+    """``serving_default`` timings: at each size (default chunk), and at the
+    largest size for each chunk size (keyed ``("chunk", size)``)."""
+    results = {}
     with tempfile.TemporaryDirectory() as folder:
-        path = export_run(run_dir, out=Path(folder) / "m")
-        model = tf.saved_model.load(str(path))
-        serve = model.signatures["serving_default"]
-        results = {}
-        for n in sizes:
+        for chunk in (CHUNK_PATIENTS, *chunks):
+            path = export_run(run_dir, out=Path(folder) / f"m{chunk}", chunk_patients=chunk)
+            serve = tf.saved_model.load(str(path)).signatures["serving_default"]
 
-            def call(n=n):
+            def call(n, serve=serve):
                 outputs = serve(n=tf.constant(n), seq_len=tf.constant(60), seed=tf.constant(1))
                 return outputs["VL"].numpy()
 
-            call()
-            results[n] = _timed(call, repeats)
-        return results
+            call(sizes[0])  # warm-up
+            if chunk == CHUNK_PATIENTS:
+                for n in sizes:
+                    results[n] = _timed(lambda n=n: call(n), repeats)
+            else:
+                results[("chunk", chunk)] = _timed(lambda: call(sizes[-1]), repeats)
+    return results
 
 
 def device_info():
@@ -161,21 +227,35 @@ def device_info():
 
 
 def run_benchmark(
-    out=None, quick=False, run_dir=None, config=None, batch=256, sizes=None, strategy=None
+    out=None,
+    quick=False,
+    run_dir=None,
+    config=None,
+    batch=256,
+    sizes=None,
+    strategy=None,
+    lengths=None,
+    pairs=3,
+    chunks=None,
 ):
     """Runs the benchmark, prints a table and writes JSON to `out`.
 
     Args:
         out: path of the JSON file (written atomically), or None.
-        quick: bool, fewer lengths, repeats and patients (under 2 minutes on 2 cores).
+        quick: bool, fewer lengths, repeats and patients (a few minutes on 2 cores).
         run_dir: a trained run whose SavedModel is timed for sampling; a
             freshly initialised generator of the same shape is used when None.
         config: :class:`Config` (default: the paper's ``art4hiv``); tests pass tiny ones.
         batch: int, training batch size (v1: 256).
         sizes: tuple of sampling sizes (default 500 and 100,000; 500 and 10,000 quick).
-        strategy: a ``tf.distribute`` strategy to also time the L=60 step
+        strategy: a ``tf.distribute`` strategy to also time the step
             replicated over (`batch` patients per replica), for throughput per
             replica and scaling against one device.
+        lengths: sequence lengths of the step timings (default 10, 30, 60;
+            10, 60 quick); the paired comparisons use the longest.
+        pairs: int >= 3, alternations of each paired comparison.
+        chunks: ``serving_default`` chunk sizes to time at the largest of
+            `sizes` (default 500, 2,000, 8,000).
 
     Returns:
         dict of figures.
@@ -187,13 +267,14 @@ def run_benchmark(
     encoded = transformer.encode(frame)
     replicated = encoded
     encoded = encoded[:batch]
-    lengths = (10, 60) if quick else (10, 30, 60)
+    lengths = tuple(lengths or ((10, 60) if quick else (10, 30, 60)))
+    longest = max(lengths)
     repeats = 2 if quick else 3
     peak = matmul_peak(repeats=3 if quick else 5)
+    figures = {**device_info(), "matmul_peak_gflops": peak, "batch": batch, "pairs": pairs}
 
-    ours = _train_steps(config, transformer, encoded, lengths, repeats, "gate")
-    reference = _train_steps(config, transformer, encoded, (60,), repeats, "keras")
-    figures = {**device_info(), "matmul_peak_gflops": peak, "batch": batch}
+    step = _step_function(config, transformer, encoded)
+    ours = _train_steps(step, encoded, lengths, repeats)
     for length in lengths:
         stats = ours[length]
         figures[f"train_step_ms_b{batch}_l{length}"] = 1000 * stats["median"]
@@ -204,30 +285,55 @@ def run_benchmark(
             step_flops(config, transformer.layout, batch, length) / stats["median"] / 1e9
         )
     figures["train_trace_s"] = ours["trace_s"]
-    figures[f"reference_keras_lstm_step_ms_b{batch}_l60"] = 1000 * reference[60]["median"]
-    figures["speedup_vs_keras_lstm_l60"] = reference[60]["median"] / ours[60]["median"]
-    figures["train_fraction_of_matmul_peak_l60"] = figures["train_gflops_l60"] / peak
-    if strategy is not None:
-        from hg_keras.distribute import describe
+    figures[f"train_fraction_of_matmul_peak_l{longest}"] = (
+        figures[f"train_gflops_l{longest}"] / peak
+    )
 
-        stats = _distributed_steps(strategy, config, transformer, replicated, 60, repeats)
+    real = tf.constant(encoded[:, :longest])
+    seed_design = SeedDesignStep(
+        transformer.layout,
+        config.model.latent_dim,
+        config.model.hidden_units,
+        config.training.critic_steps,
+        correlation_target(encoded),
+    )
+    references = {
+        "keras_lstm": _step_function(config, transformer, encoded, recurrent="keras"),
+        "loop_only": _step_function(config, transformer, encoded, fused=False),
+        "seed_design": lambda batch: float(seed_design(batch)),
+    }
+    for name, reference in references.items():
+        _record(
+            figures,
+            f"train_{name}_l{longest}",
+            paired(lambda: step(real), lambda r=reference: r(real), pairs),
+        )
+
+    if strategy is not None:
+        stats = _distributed_steps(strategy, config, transformer, replicated, longest, repeats)
         per_second = batch * replicas / stats["median"]
         figures["strategy"] = describe(strategy)
-        figures[f"distributed_step_ms_b{batch}x{replicas}_l60"] = 1000 * stats["median"]
-        figures["distributed_sequences_per_s_l60"] = per_second
-        figures["distributed_sequences_per_s_per_replica_l60"] = per_second / replicas
-        figures["distributed_scaling_vs_one_device_l60"] = (
-            per_second / figures["train_sequences_per_s_l60"]
+        figures[f"distributed_step_ms_b{batch}x{replicas}_l{longest}"] = 1000 * stats["median"]
+        figures[f"distributed_sequences_per_s_l{longest}"] = per_second
+        figures[f"distributed_sequences_per_s_per_replica_l{longest}"] = per_second / replicas
+        figures[f"distributed_scaling_vs_one_device_l{longest}"] = (
+            per_second / figures[f"train_sequences_per_s_l{longest}"]
         )
 
     sizes = sizes or ((500, 10_000) if quick else (500, 100_000))
+    _generator_pairs(figures, config, transformer, seed_design, min(sizes[-1], 2_000), pairs)
+    chunks = chunks or (500, 2_000, 8_000)
     with tempfile.TemporaryDirectory() as folder:
         if run_dir is None:
             run_dir = _untrained_run(config, transformer, Path(folder))
-        sampling = _sampling(run_dir, sizes, repeats)
+        sampling = _sampling(run_dir, sizes, repeats, chunks)
     for n in sizes:
         figures[f"sample_patients_per_s_n{n}"] = n / sampling[n]["median"]
     largest = sizes[-1]
+    for chunk in chunks:
+        figures[f"sample_patients_per_s_n{largest}_chunk{chunk}"] = (
+            largest / sampling[("chunk", chunk)]["median"]
+        )
     figures["sample_gflops"] = (
         sampler_flops(config, transformer.layout, largest, 60) / sampling[largest]["median"] / 1e9
     )
@@ -239,28 +345,51 @@ def run_benchmark(
     return figures
 
 
+def _record(figures, key, result):
+    """A paired comparison's figures: its ratio, each pair's ratio, both median times."""
+    figures[f"paired_{key}_ratio"] = result["ratio"]
+    figures[f"paired_{key}_ratios"] = [round(r, 3) for r in result["ratios"]]
+    figures[f"paired_{key}_ours_ms"] = 1000 * result["ours"]
+    figures[f"paired_{key}_reference_ms"] = 1000 * result["reference"]
+
+
+def _generator_pairs(figures, config, transformer, seed_design, patients, pairs):
+    """Forward-only generation of `patients` x 60 months, ours against each reference."""
+    noise = tf.random.stateless_uniform((patients, 60, config.model.latent_dim), seed=(0, 0))
+    ours = _generator_forward(config, transformer)
+    references = {
+        "keras_lstm": _generator_forward(config, transformer, recurrent="keras"),
+        "loop_only": _generator_forward(config, transformer, fused=False),
+        "seed_design": lambda z: seed_design.generate(z).numpy(),
+    }
+    for name, reference in references.items():
+        result = paired(lambda: ours(noise), lambda r=reference: r(noise), pairs)
+        _record(figures, f"generate_{name}_n{patients}", result)
+    figures[f"generate_patients_per_s_n{patients}"] = patients / result["ours"]
+
+
 def _untrained_run(config, transformer, folder):
     """A run folder with an initialised generator: sampling cost does not depend on training."""
-    from hg_keras.config import save_config
-    from hg_keras.models import Generator
-
     keras.utils.set_random_seed(0)
-    run = folder / "run"
-    run.mkdir()
+    run = RunFolder(folder / "run")
     generator = Generator(
         transformer.layout.spec(),
         latent_dim=config.model.latent_dim,
         hidden_units=config.model.hidden_units,
         name="generator",
     )
-    generator.save(run / "generator.keras")
-    transformer.save(run / "transforms.json")
-    save_config(config, run / "config.yaml")
-    return run
+    run.write_setup(config, transformer, holdout_ids=[])
+    run.write_generator(generator)
+    return run.path
 
 
 def _print(figures):
     width = max(len(k) for k in figures)
     for key, value in figures.items():
-        shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
+        if isinstance(value, float):
+            shown = f"{value:,.2f}"
+        elif isinstance(value, list):
+            shown = ", ".join(f"{v:,.2f}" for v in value)
+        else:
+            shown = str(value)
         print(f"{key:<{width}}  {shown}")

@@ -4,6 +4,7 @@ python cli.py train                 # quick config on the embedded cohort
 python cli.py sample --n 500        # from saved_models/latest
 """
 
+import logging
 import os
 import sys
 
@@ -37,11 +38,27 @@ DEFAULT_CONFIG = "quick"
 LATEST = os.path.join("saved_models", "latest")
 
 
+class _EchoHandler(logging.Handler):
+    """The library's log lines on stderr, as the CLI's own messages are."""
+
+    def emit(self, record):
+        prefix = "note: " if record.levelno >= logging.WARNING else ""
+        click.echo(prefix + record.getMessage(), err=True)
+
+
+def _show_library_log():
+    logger = logging.getLogger("hg_keras")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.INFO)
+
+
 class Commands(click.Group):
     """Prints user errors as one line (no traceback) unless --debug is given."""
 
     def invoke(self, ctx):
         _import_tensorflow_quietly()  # before hg_keras, whose import loads TensorFlow
+        _show_library_log()
         from hg_keras.errors import InputError, TrainingError, TrainingInterrupted
 
         try:
@@ -94,7 +111,15 @@ def cli(debug):
     "--evaluation/--no-evaluation",
     default=True,
     show_default=True,
-    help="Evaluate a synthetic cohort against the training cohort at the end.",
+    help="Evaluate a synthetic cohort against the held-out patients at the end.",
+)
+@click.option(
+    "--eval-repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Classifier seeds the end-of-training evaluation averages its discriminative "
+    "score and TSTR ratio over (1 is about 3x faster, without a spread).",
 )
 @click.option(
     "--strategy",
@@ -118,6 +143,7 @@ def train(
     out,
     resume,
     evaluation,
+    eval_repeats,
     strategy,
     cpu_replicas,
 ):
@@ -126,41 +152,35 @@ def train(
 
     # Before any TensorFlow operation: devices and the cluster are fixed then.
     strategy = make_strategy(strategy, cpu_replicas)
-    from hg_keras.config import load_config
-    from hg_keras.training import train as run_training
+    from hg_keras import Synthesizer
+    from hg_keras.run_folder import RunFolder
 
     if resume:
-        out = out or LATEST
-        config = None
         if patients or seed is not None or holdout is not None:
             raise click.UsageError(
                 "--resume continues a run as configured; only --epochs and --data may be given"
             )
-    else:
-        config = load_config(config_path).replace_training(
-            patients=patients, seed=seed, holdout=holdout
-        )
-    from hg_keras.evaluation.run_evaluation import evaluate_run
-    from hg_keras.export import export_run
-
-    run_dir = run_training(
-        config, data=data, out=out, resume=resume, epochs=epochs, strategy=strategy
-    )
+        out = out or LATEST
+    # A resumed run trains with its own config; --config is not read then.
+    config = "quick" if resume else config_path
+    synth = Synthesizer(config, patients=patients, seed=seed, holdout=holdout)
+    out = out or RunFolder.new().path
+    synth.fit(data, out=out, epochs=epochs, resume=resume, strategy=strategy)
     if not is_chief(strategy):
-        click.echo(f"worker done; the chief writes the run to {run_dir}")
+        click.echo(f"worker done; the chief writes the run to {synth.worker_run_dir}")
         return
-    served = export_run(run_dir)
-    click.echo(f"trained generator: {run_dir / 'generator.keras'}")
+    served = synth.export()
+    click.echo(f"trained generator: {synth.folder.generator_path}")
     click.echo(f"TF Serving model:  {served}")
     if evaluation:
         click.echo("evaluating a synthetic cohort of the training cohort's size...", err=True)
-        metrics, report = evaluate_run(run_dir)
+        metrics = synth.evaluate(repeats=eval_repeats)
         for area, verdict in metrics["verdicts"].items():
             click.echo(f"{area:>9}: {verdict}")
         copies = metrics["privacy"]["exact_copies"]
         click.echo(f"exact copies of training patients in the evaluation sample: {copies}")
-        click.echo(f"report:            {report}")
-    click.echo(f"sample from it:    python cli.py sample --model {run_dir} --n 500")
+        click.echo(f"report:            {synth.folder.evaluation_dir / 'report.html'}")
+    click.echo(f"sample from it:    python cli.py sample --model {synth.run_dir} --n 500")
 
 
 @cli.command()
@@ -184,25 +204,39 @@ def train(
     help="Refuse to write when more synthetic patients exactly copy a training patient.",
 )
 @click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=2_000,
+    show_default=True,
+    help="Patients generated at a time (memory against speed; see BENCHMARKS.md). The "
+    "chunking is part of what a seed means: the SavedModel's serving_default uses 2,000.",
+)
+@click.option(
     "--where",
     multiple=True,
     help="Only patients with this static attribute, e.g. Gender=Female (label or code); "
     "repeat or comma-separate for several. Needs a conditional model.",
 )
-def sample(patients, model_dir, months, seed, out, max_copies, where):
+def sample(patients, model_dir, months, seed, out, max_copies, chunk, where):
     """Write N synthetic patients in the training data's long format."""
+    from hg_keras import Synthesizer
     from hg_keras.conditions import parse_where
-    from hg_keras.sampling import TrainedRun, sample_to_file
 
-    run = TrainedRun(model_dir)
-    conditions = parse_where(where, run.schema)
-    path, copies = sample_to_file(
-        run, patients, out, months=months, seed=seed, max_copies=max_copies, where=conditions
+    synth = Synthesizer.load(model_dir)
+    conditions = parse_where(where, synth.schema)
+    path, copies = synth.sample_to_file(
+        patients,
+        out,
+        months=months,
+        seed=seed,
+        max_copies=max_copies,
+        where=conditions,
+        chunk_patients=chunk,
     )
-    if months is None and run.schema.variable_length:
-        steps = f"1 to {run.months} steps (as in training)"
+    if months is None and synth.schema.variable_length:
+        steps = f"1 to {synth.months} steps (as in training)"
     else:
-        steps = f"{run.months if months is None else months} steps"
+        steps = f"{synth.months if months is None else months} steps"
     only = f" with {', '.join(where)}" if conditions else ""
     click.echo(f"wrote {patients} synthetic patients{only} x {steps} to {path}")
     if copies is None:
@@ -274,6 +308,7 @@ def evaluate(
     from hg_keras.data import load_cohort, load_synthetic
     from hg_keras.evaluation import evaluate as run_evaluation
     from hg_keras.evaluation import write_comparison, write_report
+    from hg_keras.run_folder import RunFolder
 
     if names and len(names) != len(synthetic_paths):
         raise click.UsageError(
@@ -285,14 +320,14 @@ def evaluate(
     if config_path:
         schema = load_config(config_path).schema
     elif model_dir:
-        schema = load_config(Path(model_dir) / "config.yaml").schema
+        schema = RunFolder(model_dir).read_config().schema
     else:
         schema = load_config("art4hiv").schema
     real = load_cohort(real_path, schema)
     holdout = load_cohort(holdout_path, schema) if holdout_path else None
     # Every file is read before anything is written, so a bad one costs nothing.
     synthetic = [load_synthetic(path, schema) for path in synthetic_paths]
-    history = Path(model_dir) / "logs" / "history.csv" if model_dir else None
+    history = RunFolder(model_dir).history_csv if model_dir else None
     several = len(synthetic) > 1
     results = {}
     for name, (frame, defects) in zip(names, synthetic):
@@ -329,9 +364,9 @@ def _file_names(paths):
 @click.option("--version", type=click.IntRange(min=1), help="Version folder [default: next].")
 def export(model_dir, out, version):
     """Export the generator as a SavedModel for TF Serving (decodes in-graph)."""
-    from hg_keras.export import export_run
+    from hg_keras import Synthesizer
 
-    path = export_run(model_dir, out=out, version=version)
+    path = Synthesizer.load(model_dir).export(out=out, version=version)
     click.echo(f"SavedModel: {path}")
     click.echo(f"inspect:    saved_model_cli show --dir {path} --all")
 
@@ -339,7 +374,14 @@ def export(model_dir, out, version):
 @cli.command()
 @click.option("--out", default="bench.json", show_default=True, help="JSON file for the figures.")
 @click.option(
-    "--quick", is_flag=True, help="Fewer lengths and repeats (about 2 minutes on 2 cores)."
+    "--quick", is_flag=True, help="Fewer lengths, repeats and patients (minutes on 2 cores)."
+)
+@click.option(
+    "--pairs",
+    type=click.IntRange(min=3),
+    default=3,
+    show_default=True,
+    help="Alternations (ours, reference, ours, ...) of each paired comparison.",
 )
 @click.option(
     "--model",
@@ -358,14 +400,19 @@ def export(model_dir, out, version):
     type=click.IntRange(min=1),
     help="With --strategy mirrored: replicate over N logical CPU devices.",
 )
-def bench(out, quick, model_dir, strategy, cpu_replicas):
-    """Time the WGAN-GP step and the sampler; compare with a keras.layers.LSTM reference."""
+def bench(out, quick, pairs, model_dir, strategy, cpu_replicas):
+    """Time the WGAN-GP step and the sampler, paired against references.
+
+    The references (timed in alternation with ours, median of the pair
+    ratios): keras.layers.LSTM, our model without its fused forward kernel,
+    and the seed's design transcribed to eager TensorFlow.
+    """
     from hg_keras.distribute import make_strategy
 
     strategy = make_strategy(strategy, cpu_replicas) if strategy != "default" else None
     from hg_keras.bench import run_benchmark
 
-    run_benchmark(out=out, quick=quick, run_dir=model_dir, strategy=strategy)
+    run_benchmark(out=out, quick=quick, run_dir=model_dir, strategy=strategy, pairs=pairs)
     click.echo(f"figures: {out}")
 
 

@@ -40,8 +40,9 @@ import hg_keras.models  # noqa: E402, F401  (registers the saved classes)
 from hg_keras.callbacks import TimeBudget  # noqa: E402
 from hg_keras.config import load_config  # noqa: E402
 from hg_keras.evaluation import evaluate  # noqa: E402
+from hg_keras.holdout import load_training_cohort  # noqa: E402
 from hg_keras.sampling import TrainedRun  # noqa: E402
-from hg_keras.training import load_training_cohort, train  # noqa: E402
+from hg_keras.training import train  # noqa: E402
 
 # (label, path in metrics.json, target, direction): the headline metrics.
 HEADLINE = (

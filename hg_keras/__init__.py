@@ -10,6 +10,8 @@ from hg_keras.errors import InputError
 # generators load in any process that imports hg_keras.
 from hg_keras.layers import GateLSTM  # noqa: E402
 from hg_keras.models import WGANGP, Critic, Generator  # noqa: E402
+from hg_keras.run_folder import RunFolder  # noqa: E402
+from hg_keras.synthesizer import Synthesizer  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -23,7 +25,9 @@ __all__ = [
     "FeatureLayout",
     "InputError",
     "ModelConfig",
+    "RunFolder",
     "Schema",
+    "Synthesizer",
     "TrainingConfig",
     "load_cohort",
     "load_config",

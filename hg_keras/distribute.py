@@ -13,7 +13,6 @@ Both must be set up before TensorFlow runs its first operation, so the CLI
 makes the strategy before anything else.
 """
 
-import json
 import os
 
 import tensorflow as tf
@@ -73,25 +72,28 @@ def make_strategy(name="default", cpu_replicas=None):
         return tf.distribute.MirroredStrategy(
             devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
         )
-    _check_tf_config()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_tf_config_resolver())
 
 
-def _check_tf_config():
+def _tf_config_resolver():
+    """TensorFlow's own ``TF_CONFIG`` parser, with a one-line error when it is unusable."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise InputError(
             "--strategy multiworker needs TF_CONFIG (cluster and task of this worker); "
             "see the README's distributed training section"
         )
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     try:
-        spec = json.loads(raw)
-        spec["cluster"], spec["task"]["type"], spec["task"]["index"]
-    except (ValueError, KeyError, TypeError):
+        usable = resolver.cluster_spec().as_dict() and resolver.task_type is not None
+    except ValueError:  # not JSON (json.JSONDecodeError is a ValueError)
+        usable = False
+    if not usable or resolver.task_id is None:
         raise InputError(
             'TF_CONFIG: expected JSON {"cluster": {...}, "task": {"type": ..., "index": ...}}, '
             f"got {raw[:80]!r}"
-        ) from None
+        )
+    return resolver
 
 
 def is_chief(strategy):

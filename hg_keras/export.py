@@ -33,21 +33,13 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
-from hg_keras.conditions import group_table, length_table
-from hg_keras.data.derived import gap_name, indicator_name
-from hg_keras.data.transforms import BOXCOX_EPS, PAD
+from hg_keras.data.schema import gap_name, indicator_name
 from hg_keras.errors import InputError
-from hg_keras.noise import draw_categories, draw_levels, latent_noise
-from hg_keras.sampling import (
-    CHUNK_PATIENTS,
-    GROUP_STREAM,
-    LENGTH_STREAM,
-    TrainedRun,
-    renewal_for,
-)
-
-MODEL_NAME = "hg_keras"
+from hg_keras.layers.gate_lstm import first_order_only
+from hg_keras.run_folder import RunFolder
+from hg_keras.sampling import CHUNK_PATIENTS, TrainedRun
 
 
 def output_name(variable_name):
@@ -58,8 +50,10 @@ def output_name(variable_name):
 def decode_in_graph(encoded, transformer):
     """TF ops that turn generator output into clinical values and codes.
 
-    Mirrors :meth:`CohortTransformer.decode` (numerics in float64 so the
-    inverse Box-Cox keeps its precision).
+    Numerics go through :meth:`CohortTransformer.unscale` itself (with
+    TensorFlow's NumPy API, in float64 so the inverse Box-Cox keeps its
+    precision); codes are the argmax level, as in
+    :meth:`CohortTransformer.decode`.
 
     Returns:
         dict output_name -> `(patients, steps)` tensor.
@@ -69,19 +63,8 @@ def decode_in_graph(encoded, transformer):
 
     def numeric(name):
         block = transformer.layout.block(name)
-        params = transformer.numeric_params[name]
         y = tf.clip_by_value(tf.cast(encoded[..., block.start], tf.float64), 0.0, 1.0)
-        x = y * (params["range"] or 1.0) + params["min"]
-        lam = params["lambda"]
-        if lam is not None:
-            if lam == 0:
-                x = tf.exp(x)
-            else:
-                x = tf.pow(tf.maximum(lam * x + 1.0, 1e-12), 1.0 / lam)
-            x = x - BOXCOX_EPS
-        elif params.get("log"):
-            x = tf.math.expm1(x)
-        return x
+        return tf.convert_to_tensor(transformer.unscale(name, y, xp=tnp))
 
     def codes(variable):
         block = transformer.layout.block(variable.name)
@@ -117,7 +100,7 @@ def export_run(run_dir, out=None, version=None, chunk_patients=CHUNK_PATIENTS):
         Path of ``<out>/<version>`` (it holds ``saved_model.pb``).
     """
     run = TrainedRun(run_dir)
-    out = Path(out) if out else Path(run_dir) / "serving" / MODEL_NAME
+    out = Path(out) if out else RunFolder(run_dir).serving_dir
     names = [output_name(v.name) for v in run.schema.variables]
     names += [output_name(run.schema.time)] if run.schema.irregular_time else []
     names += ["length"] if run.schema.variable_length else []
@@ -150,7 +133,6 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
     """
     generator, transformer = run.generator, run.transformer
     latent_dim = generator.latent_dim
-    distribution = run.config.model.latent_distribution
     noise_spec = tf.TensorSpec((None, None, latent_dim), tf.float32, name="noise")
     schema = transformer.schema
     output_types = {
@@ -158,32 +140,11 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
     }
     if schema.irregular_time:
         output_types[output_name(schema.time)] = tf.float64
-    if schema.variable_length:
-        length_values, length_probabilities = length_table(transformer)
-    if generator.conditional:
-        groups, group_probabilities = group_table(transformer)
+    drawer = run.drawer()
 
     def draw(size, seq_len, seed_pair):
-        """One chunk of decoded patients, drawn as ``TrainedRun.generate`` draws them."""
-        if schema.variable_length:
-            picks = draw_categories(length_probabilities, size, seed_pair + [0, LENGTH_STREAM])
-            lengths = tf.minimum(tf.gather(length_values, picks), seq_len)
-        else:
-            lengths = tf.fill([size], seq_len)
-        noise = latent_noise(size, seq_len, latent_dim, seed_pair, distribution)
-        valid = tf.sequence_mask(lengths, seq_len)
-        if generator.masked:
-            noise = tf.where(valid[..., None], noise, PAD)
-        inputs = noise
-        if generator.conditional:
-            picks = draw_categories(group_probabilities, size, seed_pair + [0, GROUP_STREAM])
-            inputs = [noise, tf.gather(groups, picks)]
-        encoded = generator(inputs, training=False)
-        output = run.config.model.discrete_output
-        if output != "argmax":
-            encoded = draw_levels(
-                encoded, transformer.layout, seed_pair, renewal_for(output, transformer)
-            )
+        """One chunk of decoded patients, drawn by the function ``sample`` draws with."""
+        encoded, lengths = drawer(size, seq_len, seed_pair)
         decoded = decode_in_graph(encoded, transformer)
         if schema.variable_length:
             decoded["length"] = lengths
@@ -224,21 +185,27 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
 
         @tf.function(input_signature=[noise_spec, condition_spec])
         def sample_from_noise(noise, condition):
-            return decode_in_graph(generator([noise, condition], training=False), transformer)
+            with first_order_only():
+                encoded = generator([noise, condition], training=False)
+            return decode_in_graph(encoded, transformer)
 
         @tf.function(input_signature=[noise_spec, condition_spec])
         def sample_encoded(noise, condition):
-            return {"encoded": generator([noise, condition], training=False)}
+            with first_order_only():
+                return {"encoded": generator([noise, condition], training=False)}
 
     else:
 
         @tf.function(input_signature=[noise_spec])
         def sample_from_noise(noise):
-            return decode_in_graph(generator(noise, training=False), transformer)
+            with first_order_only():
+                encoded = generator(noise, training=False)
+            return decode_in_graph(encoded, transformer)
 
         @tf.function(input_signature=[noise_spec])
         def sample_encoded(noise):
-            return {"encoded": generator(noise, training=False)}
+            with first_order_only():
+                return {"encoded": generator(noise, training=False)}
 
     archive = keras.export.ExportArchive()
     archive.track(generator)

@@ -7,9 +7,16 @@ the same noise in every process, and nothing mutable is saved in a model.
 
 import tensorflow as tf
 
-# Offsets that keep the level draws apart from the noise and from each other.
-LEVEL_STREAM = 5_000_011
-RENEWAL_STREAM = 6_000_023
+# Seed streams: offsets added to the second seed word, one per kind of draw,
+# so the draws of one `(seed, chunk)` or training step never share a stream.
+# They are part of the "same seed, same patients" promise: changing one
+# changes what training, ``sample`` and the SavedModel all draw.
+ALPHA_STREAM = 1_000_003  # training: gradient-penalty interpolation weights
+GENERATOR_STREAM = 2_000_003  # training: the generator update's noise
+LENGTH_STREAM = 3_000_017  # sampling: patient lengths
+GROUP_STREAM = 4_000_037  # sampling: static groups
+LEVEL_STREAM = 5_000_011  # discrete levels drawn from the generated probabilities
+RENEWAL_STREAM = 6_000_023  # when those draws are renewed
 
 
 def latent_noise(patients, steps, latent_dim, seed, distribution="uniform"):

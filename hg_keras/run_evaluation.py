@@ -1,13 +1,13 @@
 """Evaluating a trained run against its own training cohort (end of ``train``)."""
 
-from pathlib import Path
-
 from hg_keras.errors import InputError
 from hg_keras.evaluation.evaluate import evaluate
 from hg_keras.evaluation.report import write_report
+from hg_keras.holdout import load_training_cohort
+from hg_keras.sampling import TrainedRun
 
 
-def evaluate_run(run_dir, seed=0, epochs=10):
+def evaluate_run(run_dir, seed=0, epochs=10, data=None, repeats=3):
     """Samples as many patients as the run trained on and writes ``<run>/evaluation/``.
 
     The holdout is the run's held-out patients (``holdout.json``, never
@@ -15,22 +15,24 @@ def evaluate_run(run_dir, seed=0, epochs=10):
     evaluation then splits the training patients and its privacy verdict
     says that figure is not a test on unseen patients.
 
+    Args:
+        data: the training DataFrame, for a run fitted on one in memory.
+        repeats: classifier seeds to average the discriminative and TSTR scores over.
+
     Returns:
         (metrics, path of report.html).
     """
-    from hg_keras.sampling import TrainedRun
-    from hg_keras.training import load_training_cohort, read_holdout_ids
-
-    run_dir = Path(run_dir)
     run = TrainedRun(run_dir)
-    real, holdout = load_training_cohort(run.config, run.info.get("data"), with_holdout=True)
-    ids = read_holdout_ids(run_dir)
+    if data is not None:
+        run.data = data
+    real, holdout = load_training_cohort(run.config, run.data, with_holdout=True)
+    ids = run.folder.read_holdout_ids()
     if ids is not None and holdout is not None:
         # The ids written at training time decide, whatever the cohort holds now.
         holdout = holdout[holdout[run.schema.id].isin(ids)].reset_index(drop=True)
         if holdout[run.schema.id].nunique() != len(ids):
             raise InputError(
-                f"{run_dir}: the cohort no longer holds every held-out patient of "
+                f"{run.run_dir}: the cohort no longer holds every held-out patient of "
                 "holdout.json; evaluate with python cli.py evaluate --holdout PATH"
             )
     elif ids == []:
@@ -50,8 +52,8 @@ def evaluate_run(run_dir, seed=0, epochs=10):
         epochs=epochs,
         reference="real" if holdout is None else "holdout",
         trained_on_all=holdout is None,
+        repeats=repeats,
     )
-    report = write_report(
-        metrics, details, run_dir / "evaluation", history_csv=run_dir / "logs" / "history.csv"
-    )
+    folder = run.folder
+    report = write_report(metrics, details, folder.evaluation_dir, history_csv=folder.history_csv)
     return metrics, report

@@ -5,33 +5,22 @@ the same file, and a run's SavedModel (``serving_default`` with the same
 `seed`) gives the same patients.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from hg_keras.conditions import group_table, length_table
-from hg_keras.config import load_config
-from hg_keras.data.transforms import PAD, CohortTransformer
+from hg_keras.conditions import group_table
+from hg_keras.data.fingerprints import patient_fingerprints
+from hg_keras.drawing import PatientDraw
 from hg_keras.errors import InputError
-from hg_keras.evaluation.privacy import patient_fingerprints
 from hg_keras.files import atomic_write
-from hg_keras.noise import draw_categories, draw_levels, latent_noise
+from hg_keras.holdout import load_training_cohort
+from hg_keras.run_folder import RunFolder
 
 # Patients generated at a time: about 0.5 GB of activations on a CPU.
 CHUNK_PATIENTS = 2_000
-# Offsets that keep the length and static-group draws apart from the noise.
-LENGTH_STREAM = 3_000_017
-GROUP_STREAM = 4_000_037
-
-
-def renewal_for(output, transformer):
-    """The `renewal` argument of :func:`draw_levels` for a ``discrete_output`` mode."""
-    return transformer.renewal_rates if output == "persistent" else None
-
-
-RUN_FILES = ("generator.keras", "transforms.json", "config.yaml")
 FORMATS = (".csv", ".parquet")
 
 
@@ -46,25 +35,16 @@ class TrainedRun:
     """
 
     def __init__(self, run_dir):
-        import keras
-
-        import hg_keras.models  # noqa: F401  (registers the saved classes with Keras)
-
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise InputError(f"{run_dir}: no such model folder; train one with python cli.py train")
-        missing = [name for name in RUN_FILES if not (run_dir / name).exists()]
-        if missing:
-            raise InputError(
-                f"{run_dir}: not a trained run (missing {', '.join(missing)}); "
-                "pass the folder that python cli.py train wrote"
-            )
-        self.run_dir = run_dir
-        self.config = load_config(run_dir / "config.yaml")
-        self.transformer = CohortTransformer.load(run_dir / "transforms.json")
-        self.generator = keras.models.load_model(run_dir / "generator.keras")
-        info = run_dir / "run.json"
-        self.info = json.loads(info.read_text()) if info.exists() else {}
+        self.folder = RunFolder(run_dir)
+        self.folder.check_trained()
+        self.run_dir = self.folder.path
+        self.config = self.folder.read_config()
+        self.transformer = self.folder.read_transformer()
+        self.generator = self.folder.read_generator()
+        self.info = self.folder.read_info()
+        # The training cohort: its path (None: embedded), or a DataFrame a
+        # caller gives back for a run that trained on one in memory.
+        self.data = self.info.get("data")
 
     @property
     def schema(self):
@@ -93,6 +73,18 @@ class TrainedRun:
             )
         group_table(self.transformer, where)
 
+    def drawer(self, where=None):
+        """The run's :class:`PatientDraw` (what ``sample`` and the SavedModel draw with)."""
+        self.check_where(where)
+        model = self.config.model
+        return PatientDraw(
+            self.generator,
+            self.transformer,
+            model.latent_distribution,
+            model.discrete_output,
+            where=where,
+        )
+
     def generate(self, patients, months=None, seed=0, chunk=0, where=None):
         """Generator output for noise, lengths and groups keyed by `(seed, chunk)`.
 
@@ -105,43 +97,14 @@ class TrainedRun:
             (array `(patients, steps, features)`, int array `(patients,)` of
             lengths); steps past a patient's length hold :data:`PAD`.
         """
-        seed_pair = tf.constant([seed, chunk], tf.int64)
-        if months is None and self.schema.variable_length:
-            values, probabilities = length_table(self.transformer)
-            picks = draw_categories(probabilities, patients, seed_pair + [0, LENGTH_STREAM])
-            lengths = values[picks.numpy()]
-        else:
-            lengths = np.full(patients, self.months if months is None else months)
-        # Always the full length (lengths only mask it): the noise, and so the
-        # patients, are then those of the SavedModel with seq_len = months.
         steps = self.months if months is None else months
-        lengths = np.minimum(lengths, steps)
-        noise = latent_noise(
+        encoded, lengths = self.drawer(where)(
             patients,
             steps,
-            self.generator.latent_dim,
-            seed_pair,
-            self.config.model.latent_distribution,
+            tf.constant([seed, chunk], tf.int64),
+            draw_lengths=months is None,
         )
-        valid = np.arange(steps)[None, :] < lengths[:, None]
-        if self.generator.masked:
-            noise = tf.where(valid[..., None], noise, PAD)
-        inputs = noise
-        if self.conditional:
-            table, probabilities = group_table(self.transformer, where)
-            picks = draw_categories(probabilities, patients, seed_pair + [0, GROUP_STREAM])
-            inputs = [noise, tf.gather(table, picks)]
-        else:
-            self.check_where(where)
-        encoded = self.generator(inputs, training=False)
-        output = self.config.model.discrete_output
-        if output != "argmax":
-            encoded = draw_levels(
-                encoded, self.transformer.layout, seed_pair, renewal_for(output, self.transformer)
-            )
-        encoded = np.array(encoded)
-        encoded[~valid] = PAD
-        return encoded, lengths
+        return np.asarray(encoded), np.asarray(lengths)
 
     def encoded(self, patients, months, seed, chunk=0, where=None):
         """The generator's output `(patients, months, features)` for `(seed, chunk)`."""
@@ -152,10 +115,8 @@ class TrainedRun:
 
         None when the training cohort can no longer be read (moved or deleted).
         """
-        from hg_keras.training import load_training_cohort
-
         try:
-            frame = load_training_cohort(self.config, self.info.get("data"))
+            frame = load_training_cohort(self.config, self.data)
         except InputError:
             return None
         if months is not None:
@@ -165,6 +126,33 @@ class TrainedRun:
                 return set()  # Shorter training patients cannot be copied at this length.
         encoded, lengths = self.transformer.encode(frame, return_lengths=True)
         return set(patient_fingerprints(encoded, self.transformer.layout, lengths=lengths))
+
+    def chunks(self, n, months=None, seed=0, where=None, chunk_patients=CHUNK_PATIENTS):
+        """`n` patients in chunks keyed by `(seed, chunk index)`: yields
+        (first patient index, encoded array, lengths) per chunk.
+
+        The chunking is part of what a seed means: ``sample``, :meth:`sample`
+        and the SavedModel all cut `n` this way, so they give the same patients.
+        """
+        for chunk, start in enumerate(range(0, n, chunk_patients)):
+            size = min(chunk_patients, n - start)
+            yield (start, *self.generate(size, months, seed, chunk, where))
+
+    def sample(self, n, months=None, seed=0, where=None, chunk_patients=CHUNK_PATIENTS):
+        """`n` synthetic patients as one long-format DataFrame, ids 0..n-1.
+
+        The same patients as ``python cli.py sample --n n --seed seed``.
+        """
+        if n < 1:
+            raise InputError(f"n must be a positive number of patients, got {n}")
+        self.check_where(where)
+        frames = [
+            self.transformer.decode(
+                encoded, patient_ids=np.arange(start, start + len(lengths)), lengths=lengths
+            )
+            for start, encoded, lengths in self.chunks(n, months, seed, where, chunk_patients)
+        ]
+        return pd.concat(frames, ignore_index=True)
 
     def sample_frame(self, patients, months=None, seed=0, chunk=0, first_id=0, where=None):
         """One chunk of synthetic patients as a long-format frame (clinical units, codes)."""
@@ -229,13 +217,10 @@ def sample_to_file(
         raise InputError(f"--max-copies must be 0 or more, got {max_copies}")
     training = run.training_fingerprints(months)
     if training is None and max_copies is not None:
-        raise InputError(
-            f"cannot check copies: the training cohort {run.info.get('data')} is not readable"
-        )
+        raise InputError(f"cannot check copies: the training cohort {run.data} is not readable")
     copies = 0
-    starts = range(0, n, chunk_patients)
     progress = None
-    if verbose and len(starts) > 1:
+    if verbose and n > chunk_patients:
         import keras
 
         progress = keras.utils.Progbar(n, unit_name="patient")
@@ -244,9 +229,10 @@ def sample_to_file(
         nonlocal copies
         writer = None
         try:
-            for chunk, start in enumerate(starts):
-                size = min(chunk_patients, n - start)
-                encoded, lengths = run.generate(size, months, seed, chunk, where)
+            for chunk, (start, encoded, lengths) in enumerate(
+                run.chunks(n, months, seed, where, chunk_patients)
+            ):
+                size = len(lengths)
                 if training is not None:
                     keys = patient_fingerprints(encoded, run.transformer.layout, lengths=lengths)
                     copies += sum(key in training for key in keys)

@@ -1,28 +1,17 @@
 """A training run: cohort in, trained generator and everything to reuse it out.
 
-A run folder holds::
-
-    config.yaml         the exact config used (extends resolved)
-    run.json            where the data came from, epochs completed
-    transforms.json     the fitted encoding (Box-Cox lambdas, ranges, levels)
-    checkpoint/         weights, both optimizers' state and the epoch (every epoch)
-    logs/history.csv    per-epoch losses; logs/tensorboard/ for TensorBoard
-    generator.keras     the trained generator
+What the run folder holds is :mod:`hg_keras.run_folder`'s; which patients it
+trains on is :mod:`hg_keras.holdout`'s.
 """
 
-import datetime
-import json
-import os
+import logging
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
-from hg_keras.config import load_config, save_config
-from hg_keras.data.cohort import load_cohort
 from hg_keras.data.pipeline import (
     check_curriculum,
     correlation_target,
@@ -33,8 +22,11 @@ from hg_keras.data.pipeline import (
 from hg_keras.data.transforms import CohortTransformer
 from hg_keras.distribute import describe, is_chief
 from hg_keras.errors import InputError
-from hg_keras.files import atomic_write
+from hg_keras.holdout import load_training_cohort
 from hg_keras.models import WGANGP, Critic, Generator
+from hg_keras.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
 
 
 def build_wgan(config, transformer, target, recurrent="gate"):
@@ -105,87 +97,6 @@ def renewal_rates(discrete_output, transformer):
     return None
 
 
-def load_training_cohort(config, data=None, with_holdout=False):
-    """The training patients, and optionally the held-out ones.
-
-    A user's cohort first loses its holdout (``training.holdout``: a
-    fraction or a count of patients, drawn by the training seed within each
-    group of static discrete attributes), then trains on the first
-    ``training.patients`` of the rest, by id. The embedded cohort has far
-    more patients than a CPU run uses, so its holdout is the patients that
-    follow the training ones (as many, never trained on).
-
-    Args:
-        config: :class:`Config`.
-        data: path of a CSV/Parquet cohort, or None for the embedded one.
-        with_holdout: bool, also return the holdout frame (None when
-            ``training.holdout`` is 0 or no patient is left for it).
-    """
-    if data is None and config.schema != load_config("art4hiv").schema:
-        raise InputError(
-            "the embedded cohort is ART for HIV; this config's schema needs --data PATH "
-            "(a CSV or Parquet cohort in that schema)"
-        )
-    frame = load_cohort(data, config.schema if data else None)
-    schema = config.schema
-    lengths = frame.groupby(schema.id, sort=False).size()
-    if lengths.nunique() > 1 and not schema.variable_length:
-        raise InputError(
-            f"{data}: patients have {lengths.min()} to {lengths.max()} time steps but the "
-            "schema says lengths: fixed; set 'lengths: variable' in the schema to model that"
-        )
-    ids = frame[schema.id].unique()
-    holdout = config.training.holdout
-    held = np.array([], dtype=ids.dtype)
-    if data is not None and holdout:
-        ids, held = _split_holdout(frame, schema, ids, holdout, config.training.seed, data)
-    wanted = config.training.patients or len(ids)
-    if wanted > len(ids):
-        source = data or "the embedded cohort"
-        kept = f" after holding out {len(held)} (training.holdout)" if len(held) else ""
-        raise InputError(f"{source}: asked for {wanted} patients, it has {len(ids)}{kept}")
-    train_frame = frame[frame[schema.id].isin(ids[:wanted])].reset_index(drop=True)
-    if not with_holdout:
-        return train_frame
-    if data is None and holdout:
-        held = ids[wanted : 2 * wanted]
-    holdout_frame = frame[frame[schema.id].isin(held)].reset_index(drop=True)
-    return train_frame, (holdout_frame if len(held) else None)
-
-
-def _split_holdout(frame, schema, ids, holdout, seed, source):
-    """(training ids, holdout ids), the holdout drawn within static groups."""
-    from sklearn.model_selection import train_test_split
-
-    count = int(round(holdout * len(ids))) if holdout < 1 else int(holdout)
-    if not 1 <= count <= len(ids) - 1:
-        raise InputError(
-            f"{source}: training.holdout {holdout:g} would hold out {count} of {len(ids)} "
-            "patients; it must leave at least one for training and hold out at least one "
-            "(or be 0 to train on every patient)"
-        )
-    static = [v.name for v in schema.variables if v.static and not v.is_numeric]
-    groups = None
-    if static:
-        first = frame.groupby(schema.id, sort=False)[static].first().loc[ids]
-        groups = first.astype(str).agg("|".join, axis=1).to_numpy()
-        # Groups too small to be split both ways are pooled; if that is
-        # still too few, the draw is not stratified.
-        sizes = dict(zip(*np.unique(groups, return_counts=True)))
-        groups = np.array([g if sizes[g] >= 2 else "rare" for g in groups])
-        levels, counts = np.unique(groups, return_counts=True)
-        if counts.min() < 2 or len(levels) > min(count, len(ids) - count):
-            groups = None
-    train_ids, held = train_test_split(ids, test_size=count, random_state=seed, stratify=groups)
-    order = {patient: k for k, patient in enumerate(ids)}
-    return np.array(sorted(train_ids, key=order.get)), np.array(sorted(held, key=order.get))
-
-
-def new_run_dir(root="saved_models"):
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"run-{stamp}"
-
-
 def train(
     config=None,
     data=None,
@@ -219,107 +130,160 @@ def train(
             the request (existing run without `resume`, or no run with it).
         TrainingError: a non-finite loss; the last good checkpoint is kept.
     """
-    out = Path(out) if out else new_run_dir()
-    checkpoint_dir = out / "checkpoint"
+    folder = RunFolder(out) if out else RunFolder.new()
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
-    if resume:
-        if not (out / "run.json").exists():
-            raise InputError(f"{out}: not a training run (no run.json); nothing to resume")
-        config = load_config(out / "config.yaml")
-        data = data or json.loads((out / "run.json").read_text()).get("data")
-    elif chief and (checkpoint_dir.exists() or (out / "run.json").exists()):
-        raise InputError(
-            f"{out}: already holds a run; pass --resume to continue it or choose another --out"
-        )
-    elif config is None:
-        raise ValueError("a new run needs a config")
+    config, data = _run_request(folder, config, data, resume, chief)
     config = config.replace_training(epochs=epochs)
+    keras.utils.set_random_seed(config.training.seed)
 
-    training = config.training
-    keras.utils.set_random_seed(training.seed)
     frame, holdout = load_training_cohort(config, data, with_holdout=True)
+    transformer = (
+        folder.read_transformer() if resume else CohortTransformer(config.schema).fit(frame)
+    )
+    encoded = _encode(transformer, frame)
+    config = _fit_batch_size(config, encoded.shape[0], strategy.num_replicas_in_sync)
+    # Refuse a cohort the curriculum cannot use before anything is written.
+    check_curriculum(encoded, config.training.curriculum, config.training.batch_size)
+    start_epoch = completed_epochs(folder.checkpoint_dir)
+    if chief:
+        if not resume:
+            ids = [] if holdout is None else holdout[config.schema.id].unique()
+            folder.write_setup(config, transformer, ids)
+        folder.write_info(data, encoded.shape[0], start_epoch)
+
+    with strategy.scope():
+        wgan = build_wgan(config, transformer, correlation_target(encoded))
+    dataset = _training_dataset(config, transformer, encoded, start_epoch)
+    _log_plan(folder, config, encoded, start_epoch, strategy)
+    _fit(
+        wgan,
+        dataset,
+        folder,
+        config,
+        encoded.shape[0],
+        start_epoch,
+        chief,
+        resume,
+        verbose,
+        callbacks,
+        data,
+    )
+    if chief:
+        folder.write_generator(wgan.generator)
+        folder.link_latest()
+    return folder.path
+
+
+def _run_request(folder, config, data, resume, chief):
+    """(config, data) of the run: a resumed run's own, or the new run's after checks."""
     if resume:
-        transformer = CohortTransformer.load(out / "transforms.json")
-    else:
-        transformer = CohortTransformer(config.schema).fit(frame)
+        if not folder.info_path.exists():
+            raise InputError(f"{folder.path}: not a training run (no run.json); nothing to resume")
+        return folder.read_config(), data if data is not None else folder.read_info().get("data")
+    if chief and folder.started:
+        raise InputError(
+            f"{folder.path}: already holds a run; pass --resume to continue it or choose "
+            "another --out"
+        )
+    if config is None:
+        raise ValueError("a new run needs a config")
+    return config, data
+
+
+def _encode(transformer, frame):
+    """The cohort encoded for training; refuses missing values the schema does not model."""
     encoded = transformer.encode(frame)
     if np.isnan(encoded).any():
-        names = [v.name for v in config.schema.variables if v.missing == "allow"]
+        names = [v.name for v in transformer.schema.variables if v.missing == "allow"]
         raise InputError(
             f"the cohort has missing values in {', '.join(names) or 'some column'}; "
             "set 'missing: indicator' on those variables to model them"
         )
-    patients = encoded.shape[0]
-    batch_size = min(training.batch_size, patients)
-    if batch_size < training.batch_size:
-        print(
-            f"note: {patients} patients; batch size lowered from {training.batch_size} "
-            f"to {batch_size}",
-            file=sys.stderr,
+    return encoded
+
+
+def _fit_batch_size(config, patients, replicas):
+    """The config with a batch no larger than the cohort, split evenly over replicas."""
+    batch_size = min(config.training.batch_size, patients)
+    if batch_size < config.training.batch_size:
+        log.warning(
+            "%d patients; batch size lowered from %d to %d",
+            patients,
+            config.training.batch_size,
+            batch_size,
         )
         config = config.replace_training(batch_size=batch_size)
-
-    replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
         raise InputError(
             f"batch size {batch_size} does not split over {replicas} replicas; "
             f"choose a training.batch_size divisible by {replicas}"
         )
-    # Refuse a cohort the curriculum cannot use before anything is written.
-    check_curriculum(encoded, training.curriculum, batch_size)
-    start_epoch = completed_epochs(checkpoint_dir)
-    if chief:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            save_config(config, out / "config.yaml")
-            transformer.save(out / "transforms.json")
-            write_holdout_ids(out, config, holdout)
-        _write_run_info(out, data, patients, checkpoint_dir)
+    return config
 
-    with strategy.scope():
-        wgan = build_wgan(config, transformer, correlation_target(encoded))
+
+def _training_dataset(config, transformer, encoded, start_epoch):
+    """The curriculum's batches from `start_epoch` on, rebalanced if configured."""
+    training = config.training
     weights = None
     if training.rebalance:
         weights = patient_weights(encoded, transformer.layout.condition_columns)
-    dataset = curriculum_dataset(
+    return curriculum_dataset(
         encoded,
         training.curriculum,
-        batch_size,
+        training.batch_size,
         training.seed,
         first_epoch=start_epoch,
         epochs=max(training.epochs - start_epoch, 1),
         weights=weights,
     )
+
+
+def _log_plan(folder, config, encoded, start_epoch, strategy):
+    patients, steps, width = encoded.shape
+    batch_size = config.training.batch_size
+    batches = steps_per_epoch(patients, config.training.curriculum, batch_size)
+    log.info(
+        "training on %d patients x %d steps, %d encoded features; %d batches of %d per epoch; "
+        "epochs %d..%d; run folder %s",
+        patients,
+        steps,
+        width,
+        batches,
+        batch_size,
+        start_epoch + 1,
+        config.training.epochs,
+        folder.path,
+    )
+    replicas = strategy.num_replicas_in_sync
+    log.info("%s; %d patients per replica per batch", describe(strategy), batch_size // replicas)
+
+
+def _fit(wgan, dataset, folder, config, patients, start_epoch, chief, resume, verbose, extra, data):
+    """Keras ``fit`` with checkpoints, logs and clean stops; raises on a non-finite loss."""
     guard = NonFiniteGuard()
-    stopper = StopOnSignal(checkpoint_dir)
-    extra = list(callbacks)
-    callbacks = [stopper, guard, EpochCheckpoint(str(checkpoint_dir), write=chief), *extra]
+    stopper = StopOnSignal(folder.checkpoint_dir)
+    callbacks = [
+        stopper,
+        guard,
+        EpochCheckpoint(str(folder.checkpoint_dir), write=chief),
+        *extra,
+    ]
     if chief:
-        (out / "logs").mkdir(exist_ok=True)
+        folder.logs_dir.mkdir(parents=True, exist_ok=True)
         callbacks += [
-            keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"), append=resume),
-            keras.callbacks.TensorBoard(str(out / "logs" / "tensorboard"), write_graph=False),
+            keras.callbacks.CSVLogger(str(folder.history_csv), append=resume),
+            keras.callbacks.TensorBoard(str(folder.tensorboard_dir), write_graph=False),
         ]
-    steps = steps_per_epoch(patients, training.curriculum, batch_size)
-    print(
-        f"training on {patients} patients x {encoded.shape[1]} steps, {encoded.shape[2]} "
-        f"encoded features; {steps} batches of {batch_size} per epoch; epochs "
-        f"{start_epoch + 1}..{training.epochs}; run folder {out}",
-        file=sys.stderr,
-    )
-    print(
-        f"{describe(strategy)}; {batch_size // replicas} patients per replica per batch",
-        file=sys.stderr,
-    )
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    training = config.training
     try:
         wgan.fit(
             dataset,
             epochs=training.epochs,
             initial_epoch=start_epoch,
-            steps_per_epoch=steps,
+            steps_per_epoch=steps_per_epoch(patients, training.curriculum, training.batch_size),
             callbacks=callbacks,
             shuffle=False,
             verbose=verbose,
@@ -327,63 +291,5 @@ def train(
     finally:
         stopper.restore()
         if chief:
-            _write_run_info(out, data, patients, checkpoint_dir)
-    guard.raise_if_failed(checkpoint_dir)
-
-    if chief:
-        save_generator(wgan.generator, out / "generator.keras")
-        link_latest(out)
-    return out
-
-
-def save_generator(generator, path):
-    """Saves the generator in Keras format, atomically."""
-    atomic_write(path, generator.save, suffix=".keras")
-
-
-def link_latest(run_dir):
-    """Points ``<parent>/latest`` at `run_dir` (a relative symlink, replaced atomically)."""
-    run_dir = Path(run_dir).resolve()
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest.{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(run_dir.name)
-    os.replace(tmp, link)
-
-
-HOLDOUT_FILE = "holdout.json"
-
-
-def write_holdout_ids(out, config, holdout):
-    """Writes ``holdout.json``: the ids of the patients kept out of training."""
-    ids = [] if holdout is None else holdout[config.schema.id].unique().tolist()
-    _write_json(
-        Path(out) / HOLDOUT_FILE,
-        {"ids": [i.item() if hasattr(i, "item") else i for i in ids], "patients": len(ids)},
-    )
-
-
-def read_holdout_ids(run_dir):
-    """The held-out patient ids of a run, or None for a run without ``holdout.json``."""
-    path = Path(run_dir) / HOLDOUT_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["ids"]
-
-
-def _write_run_info(out, data, patients, checkpoint_dir):
-    info = {
-        "data": str(data) if data else None,
-        "patients": patients,
-        "epochs_completed": completed_epochs(checkpoint_dir),
-    }
-    _write_json(out / "run.json", info)
-
-
-def _write_json(path, data):
-    def write(tmp):
-        with open(tmp, "w") as stream:
-            json.dump(data, stream, indent=2)
-
-    atomic_write(path, write)
+            folder.write_info(data, patients, completed_epochs(folder.checkpoint_dir))
+    guard.raise_if_failed(folder.checkpoint_dir)

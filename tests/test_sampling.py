@@ -6,8 +6,8 @@ from click.testing import CliRunner
 from cli import cli
 from hg_keras import sampling
 from hg_keras.data import load_cohort
+from hg_keras.data.fingerprints import patient_fingerprints
 from hg_keras.errors import InputError
-from hg_keras.evaluation.privacy import patient_fingerprints
 from hg_keras.sampling import TrainedRun, sample_to_file
 
 

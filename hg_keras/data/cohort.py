@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hg_keras.data.simulate import simulate_art4hiv
 from hg_keras.data.transforms import BOXCOX_EPS
 from hg_keras.errors import InputError
 
@@ -35,8 +36,6 @@ def load_cohort(path=None, schema=None, *, patients=None, seed=0):
         InputError: naming the file, column, row and value at fault.
     """
     if path is None:
-        from hg_keras.data.simulate import simulate_art4hiv
-
         return simulate_art4hiv(patients=8916 if patients is None else patients, seed=seed)
     if schema is None:
         raise ValueError("load_cohort(path) needs the schema describing the file")

@@ -12,50 +12,10 @@ are turned back into the cohort's shape when decoding:
   turns gaps back into times by a cumulative sum per patient.
 """
 
-import dataclasses
-
 import numpy as np
 
-from hg_keras.data.schema import Variable
+from hg_keras.data.schema import gap_name, indicator_name
 from hg_keras.errors import InputError
-
-OBSERVED_LEVELS = ((0, "missing"), (1, "observed"))
-
-
-def indicator_name(name):
-    return f"{name}_observed"
-
-
-def gap_name(schema):
-    return f"{schema.time}_gap"
-
-
-def modelled_variables(schema):
-    """The variables the networks model: the schema's own, then derived ones."""
-    variables = []
-    for variable in schema.variables:
-        if variable.missing == "indicator":
-            variables.append(_replace(variable, missing="error"))
-        else:
-            variables.append(variable)
-    for variable in schema.variables:
-        if variable.missing == "indicator":
-            variables.append(
-                Variable(
-                    name=indicator_name(variable.name),
-                    kind="binary",
-                    levels=OBSERVED_LEVELS,
-                    static=variable.static,
-                    embedding_size=2,
-                )
-            )
-    if schema.irregular_time:
-        variables.append(Variable(name=gap_name(schema), kind="numeric", transform="boxcox"))
-    return tuple(variables)
-
-
-def _replace(variable, **changes):
-    return dataclasses.replace(variable, **changes)
 
 
 def fill_values(frame, schema):

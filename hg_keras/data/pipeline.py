@@ -8,6 +8,7 @@ lengths; the dataset's time axis is `None` so the train step traces once.
 
 import numpy as np
 import tensorflow as tf
+from sklearn.utils.class_weight import compute_sample_weight
 
 from hg_keras.data.transforms import PAD
 from hg_keras.errors import InputError
@@ -117,7 +118,5 @@ def patient_weights(encoded, columns):
         float array `(patients,)` summing to 1.
     """
     groups = np.unique(np.asarray(encoded)[:, 0, list(columns)], axis=0, return_inverse=True)[1]
-    groups = groups.reshape(-1)
-    sizes = np.bincount(groups)
-    weights = 1.0 / sizes[groups]
+    weights = compute_sample_weight("balanced", groups.reshape(-1))
     return weights / weights.sum()

@@ -123,8 +123,6 @@ class Schema:
 
     def modelled(self):
         """The schema of what the networks see: derived columns added, none missing."""
-        from hg_keras.data.derived import modelled_variables
-
         if not self.derived:
             return self
         return dataclasses.replace(self, variables=modelled_variables(self), irregular_time=False)
@@ -261,3 +259,40 @@ def _variable_from_dict(entry, where):
         missing=missing,
         embedding_size=embedding_size,
     )
+
+
+OBSERVED_LEVELS = ((0, "missing"), (1, "observed"))
+
+
+def indicator_name(name):
+    return f"{name}_observed"
+
+
+def gap_name(schema):
+    return f"{schema.time}_gap"
+
+
+def modelled_variables(schema):
+    """The variables the networks model: the schema's own, then the derived
+    columns of :mod:`hg_keras.data.derived` (their names and kinds are the
+    schema's; filling and restoring them in frames is ``derived``'s)."""
+    variables = []
+    for variable in schema.variables:
+        if variable.missing == "indicator":
+            variables.append(dataclasses.replace(variable, missing="error"))
+        else:
+            variables.append(variable)
+    for variable in schema.variables:
+        if variable.missing == "indicator":
+            variables.append(
+                Variable(
+                    name=indicator_name(variable.name),
+                    kind="binary",
+                    levels=OBSERVED_LEVELS,
+                    static=variable.static,
+                    embedding_size=2,
+                )
+            )
+    if schema.irregular_time:
+        variables.append(Variable(name=gap_name(schema), kind="numeric", transform="boxcox"))
+    return tuple(variables)

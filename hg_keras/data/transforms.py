@@ -290,20 +290,26 @@ class CohortTransformer:
             values = np.log1p(values)
         return (values - p["min"]) / (p["range"] or 1.0)
 
-    def unscale(self, name, scaled):
-        """[0, 1] -> clinical units for one numeric variable; the exact inverse of :meth:`scale`."""
+    def unscale(self, name, scaled, xp=np):
+        """[0, 1] -> clinical units for one numeric variable; the exact inverse of :meth:`scale`.
+
+        Args:
+            xp: the array namespace: NumPy for frames, ``tf.experimental.numpy``
+                for the SavedModel's in-graph decoding, so both decode with
+                these same lines.
+        """
         p = self.numeric_params[name]
-        values = np.asarray(scaled, dtype=np.float64) * (p["range"] or 1.0) + p["min"]
+        values = xp.asarray(scaled, dtype=xp.float64) * (p["range"] or 1.0) + p["min"]
         if p["lambda"] is not None:
             lam = p["lambda"]
             if lam == 0:
-                values = np.exp(values)
+                values = xp.exp(values)
             else:
                 # Outside the fitted range lambda*x + 1 can cross zero; v1 clamps it.
-                values = np.power(np.maximum(lam * values + 1.0, 1e-12), 1.0 / lam)
+                values = xp.power(xp.maximum(lam * values + 1.0, 1e-12), 1.0 / lam)
             values = values - BOXCOX_EPS
         elif p.get("log"):
-            values = np.expm1(values)
+            values = xp.expm1(values)
         return values
 
     # Decoding

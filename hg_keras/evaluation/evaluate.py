@@ -10,6 +10,7 @@ the report says so.
 
 import numpy as np
 import scipy.stats
+from sklearn.model_selection import GroupShuffleSplit
 
 from hg_keras.data.transforms import CohortTransformer
 from hg_keras.errors import InputError
@@ -20,11 +21,13 @@ MAX_LAG = 6
 
 
 def split_patients(frame, id_column, seed, share=0.5):
-    """Splits a cohort into two disjoint sets of patients (seeded)."""
-    ids = frame[id_column].unique()
-    chosen = np.random.default_rng(seed).permutation(ids)[: int(len(ids) * share)]
-    inside = frame[id_column].isin(chosen)
-    return frame[~inside].reset_index(drop=True), frame[inside].reset_index(drop=True)
+    """Splits a cohort into two disjoint sets of patients (seeded): (rest, `share` of them)."""
+    splitter = GroupShuffleSplit(n_splits=1, test_size=share, random_state=seed)
+    rest, chosen = next(splitter.split(frame, groups=frame[id_column]))
+    return (
+        frame.iloc[np.sort(rest)].reset_index(drop=True),
+        frame.iloc[np.sort(chosen)].reset_index(drop=True),
+    )
 
 
 def _prefix(frame, schema, steps, source):
@@ -120,8 +123,7 @@ def evaluate(
     split = holdout is None
     if split:
         real, holdout = split_patients(real, schema.id, seed)
-    if real[schema.id].nunique() < 4 or holdout[schema.id].nunique() < 2:
-        raise InputError("evaluation needs at least 4 training and 2 holdout patients")
+    _check_enough(real, holdout, schema.id)
     whole = _lengths_and_missing(real, synthetic, schema)
     whole["static_violations"] = fidelity.static_violations(
         synthetic, [v.name for v in schema.variables if v.static], schema.id
@@ -129,40 +131,70 @@ def evaluate(
     defects = defects or {}
     whole["unknown_codes"] = defects.get("unknown_codes", {})
     whole["invalid_values"] = defects.get("invalid_values", {})
-    if schema.variable_length:
-        steps = int(np.median(real.groupby(schema.id).size()))
-        real, synthetic, holdout = (
-            _long_enough(f, schema, steps) for f in (real, synthetic, holdout)
-        )
-        if real[schema.id].nunique() < 4 or holdout[schema.id].nunique() < 2:
-            raise InputError(
-                f"evaluation needs at least 4 training and 2 holdout patients with {steps} "
-                "or more steps"
-            )
-        if synthetic.empty:
-            raise InputError(f"no synthetic patient has {steps} or more steps to compare")
-    else:
-        steps = int(min(f.groupby(schema.id).size().min() for f in (real, synthetic, holdout)))
-        real = _prefix(real, schema, steps, "real")
-        synthetic = _prefix(synthetic, schema, steps, "synthetic")
-        holdout = _prefix(holdout, schema, steps, "holdout")
+    frames, steps = _aligned({"real": real, "synthetic": synthetic, "holdout": holdout}, schema)
 
-    transformer = CohortTransformer(schema).fit(real)
-    layout = transformer.layout
-    enc = {
-        name: transformer.encode(f, dtype=np.float64)
-        for name, f in (("real", real), ("synthetic", synthetic), ("holdout", holdout))
-    }
-    frames = {"real": real, "synthetic": synthetic, "holdout": holdout}
+    transformer = CohortTransformer(schema).fit(frames["real"])
+    enc = {name: transformer.encode(f, dtype=np.float64) for name, f in frames.items()}
     # The real side of every fidelity and discriminative comparison.
     ref = {"real": enc[reference], "synthetic": enc["synthetic"]}
-    ref_frames = {"real": frames[reference], "synthetic": synthetic}
+    ref_frames = {"real": frames[reference], "synthetic": frames["synthetic"]}
+    fid, details = _fidelity(ref, ref_frames, transformer.layout, schema, steps, seed)
+    fid.update(whole)
+    numeric = [b.start for b in transformer.layout.numeric_blocks]
+    seeds = [seed + k for k in range(max(1, repeats))]
+    util = _utility(ref, enc, numeric, steps, seeds, epochs)
+    priv = _privacy(enc, transformer.layout, schema)
+    priv["holdout_split_from_real"] = split
+    priv["holdout_trained_on"] = bool(split and trained_on_all)
+
+    metrics = {
+        "setup": {
+            "real_patients": int(len(enc["real"])),
+            "synthetic_patients": int(len(enc["synthetic"])),
+            "holdout_patients": int(len(enc["holdout"])),
+            "months": steps,
+            "seed": seed,
+            "reference": reference,
+            "classifier_seeds": seeds,
+        },
+        "fidelity": fid,
+        "utility": util,
+        "privacy": priv,
+    }
+    metrics["verdicts"] = verdicts(metrics)
+    details["encoded"] = {**enc, "real": ref["real"]}
+    return metrics, details
+
+
+def _check_enough(real, holdout, id_column, steps=None):
+    if real[id_column].nunique() < 4 or holdout[id_column].nunique() < 2:
+        length = f" with {steps} or more steps" if steps else ""
+        raise InputError(f"evaluation needs at least 4 training and 2 holdout patients{length}")
+
+
+def _aligned(frames, schema):
+    """The three cohorts cut to a common number of steps: (frames, steps).
+
+    Fixed lengths: the shortest patient's. Variable lengths: the real
+    patients' median length, keeping the patients that reach it.
+    """
+    if schema.variable_length:
+        steps = int(np.median(frames["real"].groupby(schema.id).size()))
+        frames = {k: _long_enough(f, schema, steps) for k, f in frames.items()}
+        _check_enough(frames["real"], frames["holdout"], schema.id, steps)
+        if frames["synthetic"].empty:
+            raise InputError(f"no synthetic patient has {steps} or more steps to compare")
+        return frames, steps
+    steps = int(min(f.groupby(schema.id).size().min() for f in frames.values()))
+    return {k: _prefix(f, schema, steps, k) for k, f in frames.items()}, steps
+
+
+def _fidelity(ref, ref_frames, layout, schema, steps, seed):
+    """Fidelity metrics of `ref["synthetic"]` against `ref["real"]`, and the report's arrays."""
     numeric = [b.start for b in layout.numeric_blocks]
     names_numeric = [b.name for b in layout.numeric_blocks]
     static_discrete = [v.name for v in schema.variables if v.static and not v.is_numeric]
     dynamic_discrete = [v.name for v in schema.variables if not v.static and not v.is_numeric]
-
-    # Fidelity
     marg = fidelity.marginals(ref["real"], ref["synthetic"], layout)
     pearson = {k: fidelity.pearson_matrix(ref[k]) for k in ref}
     kendall = {
@@ -186,6 +218,7 @@ def evaluate(
     }
     ks = [m["ks"] for m in marg.values() if "ks" in m]
     tvd = [m["tvd"] for m in marg.values() if "tvd" in m]
+    several = len(numeric) > 1
     fid = {
         "marginals": marg,
         "ks_mean": float(np.mean(ks)) if ks else None,
@@ -193,10 +226,10 @@ def evaluate(
         "correlation_mae": fidelity.correlation_mae(pearson["real"], pearson["synthetic"]),
         "kendall_mae": fidelity.correlation_mae(kendall["real"], kendall["synthetic"]),
         "trend_correlation_mae": fidelity.correlation_mae(trend["real"], trend["synthetic"])
-        if len(numeric) > 1
+        if several
         else None,
         "cycle_correlation_mae": fidelity.correlation_mae(cycle["real"], cycle["synthetic"])
-        if len(numeric) > 1
+        if several
         else None,
         "mode_coverage": coverage["coverage"],
         "smallest_group": coverage["smallest_group"],
@@ -218,11 +251,25 @@ def evaluate(
             # in a small cohort are noise, not a factor of 2.
             pseudo=5.0 / max(1, _transitions(ref_frames["real"], schema.id)),
         ),
-        **whole,
     }
+    details = {
+        "layout": layout,
+        "pearson": pearson,
+        "kendall": kendall,
+        "trend": trend,
+        "cycle": cycle,
+        "tables": tables,
+        "names": schema.names,
+        "numeric_names": names_numeric,
+        "encoded_names": layout.column_names(),
+        "labels": {name: list(levels.values()) for name, levels in labels.items()},
+    }
+    return fid, details
 
-    # Utility
-    seeds = [seed + k for k in range(max(1, repeats))]
+
+def _utility(ref, enc, numeric, steps, seeds, epochs):
+    """Discriminative score (synthetic vs reference patients) and TSTR on the holdout,
+    each the mean over the classifier `seeds`."""
     util = _spread(
         "discriminative_score",
         [
@@ -241,43 +288,16 @@ def evaluate(
             util[name] = float(np.mean([r[name] for r in runs]))
         util.update(_spread("tstr_ratio", [r["tstr_ratio"] for r in runs]))
     util["classifier_seeds"] = seeds
+    return util
 
-    # Privacy
+
+def _privacy(enc, layout, schema):
+    """Distance to closest record, membership inference and attribute disclosure."""
+    static_discrete = [v.name for v in schema.variables if v.static and not v.is_numeric]
     priv = privacy.distance_to_closest_record(enc["synthetic"], enc["real"], enc["holdout"])
     priv["membership_auc"] = privacy.membership_auc(enc["synthetic"], enc["real"], enc["holdout"])
     priv.update(_attribute_disclosure(enc, layout, schema, static_discrete))
-    priv["holdout_split_from_real"] = split
-    priv["holdout_trained_on"] = bool(split and trained_on_all)
-
-    metrics = {
-        "setup": {
-            "real_patients": int(len(enc["real"])),
-            "synthetic_patients": int(len(enc["synthetic"])),
-            "holdout_patients": int(len(enc["holdout"])),
-            "months": steps,
-            "seed": seed,
-            "reference": reference,
-            "classifier_seeds": [seed + k for k in range(max(1, repeats))],
-        },
-        "fidelity": fid,
-        "utility": util,
-        "privacy": priv,
-    }
-    metrics["verdicts"] = verdicts(metrics)
-    details = {
-        "encoded": {**enc, "real": ref["real"]},
-        "layout": layout,
-        "pearson": pearson,
-        "kendall": kendall,
-        "trend": trend,
-        "cycle": cycle,
-        "tables": tables,
-        "names": schema.names,
-        "numeric_names": names_numeric,
-        "encoded_names": layout.column_names(),
-        "labels": {name: list(levels.values()) for name, levels in labels.items()},
-    }
-    return metrics, details
+    return priv
 
 
 def _transitions(frame, id_column):

@@ -8,6 +8,7 @@ recurrent next-step predictor is trained on synthetic and tested on real
 
 import keras
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 
 def _gru_model(steps, features, hidden, outputs, activation, sequences):
@@ -26,12 +27,11 @@ def discriminative_score(real, synthetic, seed=0, epochs=10, test_share=0.2):
     Args:
         real, synthetic: arrays `(patients, time, features)` of the same time length.
     """
-    rng = np.random.default_rng(seed)
     sets = []
     for data, label in ((real, 1.0), (synthetic, 0.0)):
-        order = rng.permutation(len(data))
         cut = max(1, int(round(len(data) * test_share)))
-        sets.append((data[order[cut:]], data[order[:cut]], label))
+        train, test = train_test_split(data, test_size=cut, random_state=seed + int(label))
+        sets.append((train, test, label))
     x_train = np.concatenate([s[0] for s in sets]).astype(np.float32)
     y_train = np.concatenate([np.full(len(s[0]), s[2]) for s in sets])
     x_test = np.concatenate([s[1] for s in sets]).astype(np.float32)

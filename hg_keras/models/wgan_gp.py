@@ -3,7 +3,9 @@
 import keras
 import tensorflow as tf
 
+from hg_keras import noise as streams
 from hg_keras.data.transforms import PAD
+from hg_keras.layers.gate_lstm import first_order_only
 from hg_keras.losses import (
     correlation_loss,
     gradient_penalty,
@@ -13,10 +15,6 @@ from hg_keras.losses import (
     wasserstein_generator_loss,
 )
 from hg_keras.noise import draw_blocks, latent_noise
-
-# Offsets that keep the noise, alpha and generator streams apart for one step.
-_ALPHA_STREAM = 1_000_003
-_GENERATOR_STREAM = 2_000_003
 
 
 @keras.saving.register_keras_serializable(package="hg_keras")
@@ -175,97 +173,75 @@ class WGANGP(keras.Model):
         return latent_noise(batch, steps, self.generator.latent_dim, seed, self.latent_distribution)
 
     def train_step(self, real):
-        real = tf.convert_to_tensor(real)
-        batch, steps = tf.shape(real)[0], tf.shape(real)[1]
-        step = tf.cast(self.generator_optimizer.iterations, tf.int64)
-        base = step * (self.critic_steps + 1)
-        # Under a strategy this runs once per replica on its slice of the
-        # global batch. Noise and alpha are drawn for the global batch and
-        # sliced, so every replica count draws what one device would; the
-        # losses are scaled by 1/replicas because the optimizer sums the
-        # replicas' gradients, which makes them the global-batch means.
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync
-        scale = 1.0 / replicas
-        start = tf.cast(context.replica_id_in_sync_group, tf.int32) * batch
-
-        def local(tensor):
-            return tensor[start : start + batch]
-
-        def all_reduce(tensor):
-            return context.all_reduce("sum", tensor)
-
-        # Variable-length patients: padded steps get padded noise and padded
-        # fakes, so both networks mask them; a conditional generator is given
-        # the real patients' static attributes.
-        valid = None
-        if self.generator.masked:
-            valid = tf.reduce_any(tf.not_equal(real, PAD), axis=-1)
-        condition = None
-        if self.generator.conditional:
-            condition = tf.gather(real[:, 0], self.generator.condition_columns, axis=-1)
-
-        def generate(noise, seed):
-            """(soft output, what the critic sees): the same unless straight-through."""
-            if valid is not None:
-                noise = tf.where(valid[..., None], noise, PAD)
-            inputs = noise if condition is None else [noise, condition]
-            fake = self.generator(inputs, training=True)
-            shown = fake
-            if self.straight_through and self.discrete_blocks:
-                hard = draw_blocks(fake, self.discrete_blocks, self.draw_rates, seed)
-                shown = fake + tf.stop_gradient(hard - fake)
-            if valid is not None:
-                fake = tf.where(valid[..., None], fake, PAD)
-                shown = tf.where(valid[..., None], shown, PAD)
-            return fake, shown
-
+        """`critic_steps` critic updates, one generator update, the epoch's running means."""
+        batch = _Batch(self, real)
         for k in range(self.critic_steps):
-            seed = tf.stack([tf.constant(self.seed, tf.int64), base + k])
-            noise = local(self.noise(batch * replicas, steps, seed))
-            _, fake = generate(noise, seed)
-            alpha = local(
-                tf.random.stateless_uniform(
-                    tf.stack([batch * replicas, 1, 1]), seed=seed + [0, _ALPHA_STREAM]
-                )
-            )
-            with tf.GradientTape() as tape:
-                # One critic loop over both batches; rows do not interact.
-                scores = self.critic(tf.concat([real, fake], axis=0), training=True)
-                real_scores, fake_scores = scores[:batch], scores[batch:]
-                penalty = gradient_penalty(self.critic, real, fake, alpha, valid=valid)
-                critic_loss = (
-                    wasserstein_critic_loss(real_scores, fake_scores)
-                    + self.gradient_penalty_weight * penalty
-                )
-                scaled = critic_loss * scale
-            gradients = tape.gradient(scaled, self.critic.trainable_variables)
-            self.critic_optimizer.apply(gradients, self.critic.trainable_variables)
+            critic_values = self._critic_update(batch, k)
+        generator_values = self._generator_update(batch)
+        return self._log({**critic_values, **generator_values})
 
-        seed = tf.stack([tf.constant(self.seed, tf.int64), base + _GENERATOR_STREAM])
-        noise = local(self.noise(batch * replicas, steps, seed))
+    def _critic_update(self, batch, k):
+        """The `k`-th critic update of a step: fresh fakes, Wasserstein loss and penalty."""
+        real = batch.real
+        seed = tf.stack([tf.constant(self.seed, tf.int64), batch.base + k])
+        noise = batch.local(self.noise(batch.size * batch.replicas, batch.steps, seed))
+        with first_order_only():  # no gradient at all
+            _, fake = self._generate(batch, noise, seed)
+        alpha = batch.local(
+            tf.random.stateless_uniform(
+                tf.stack([batch.size * batch.replicas, 1, 1]),
+                seed=seed + [0, streams.ALPHA_STREAM],
+            )
+        )
         with tf.GradientTape() as tape:
-            fake, shown = generate(noise, seed)
+            # One critic loop over both batches; rows do not interact.
+            # Differentiated once (for the critic's weights): fused.
+            with first_order_only():
+                scores = self.critic(tf.concat([real, fake], axis=0), training=True)
+            real_scores, fake_scores = scores[: batch.size], scores[batch.size :]
+            penalty = gradient_penalty(self.critic, real, fake, alpha, valid=batch.valid)
+            critic_loss = (
+                wasserstein_critic_loss(real_scores, fake_scores)
+                + self.gradient_penalty_weight * penalty
+            )
+            scaled = critic_loss * batch.scale
+        gradients = tape.gradient(scaled, self.critic.trainable_variables)
+        self.critic_optimizer.apply(gradients, self.critic.trainable_variables)
+        return {
+            "critic_loss": critic_loss,
+            "gradient_penalty": penalty,
+            "wasserstein": tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores),
+        }
+
+    def _generator_update(self, batch):
+        """The generator update: fool the critic, plus the alignment losses."""
+        seed = tf.stack([tf.constant(self.seed, tf.int64), batch.base + streams.GENERATOR_STREAM])
+        noise = batch.local(self.noise(batch.size * batch.replicas, batch.steps, seed))
+        with tf.GradientTape() as tape, first_order_only():
+            fake, shown = self._generate(batch, noise, seed)
             adversarial = wasserstein_generator_loss(self.critic(shown, training=True))
             # The correlation of the global batch: the same on every replica.
             alignment = correlation_loss(
-                shown, self.correlation_target, all_reduce if replicas > 1 else None, valid
+                shown,
+                self.correlation_target,
+                batch.all_reduce if batch.replicas > 1 else None,
+                batch.valid,
             )
             # Off (v1) means not even traced: the losses add many small ops.
             marginal = temporal = tf.constant(0.0)
             if self.marginal_weight:
                 marginal = marginal_loss(
-                    fake, real, self.numeric_width, self.discrete_blocks, valid
+                    fake, batch.real, self.numeric_width, self.discrete_blocks, batch.valid
                 )
             if self.temporal_weight:
                 temporal = temporal_loss(
                     fake,
-                    real,
+                    batch.real,
                     self.numeric_width,
                     self.dynamic_blocks,
                     self.renewal,
                     self.max_lag,
-                    valid,
+                    batch.valid,
                 )
             generator_loss = (
                 adversarial
@@ -273,19 +249,38 @@ class WGANGP(keras.Model):
                 + self.marginal_weight * marginal
                 + self.temporal_weight * temporal
             )
-            scaled = generator_loss * scale
+            scaled = generator_loss * batch.scale
         gradients = tape.gradient(scaled, self.generator.trainable_variables)
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
-
-        values = {
-            "critic_loss": critic_loss,
-            "gradient_penalty": penalty,
-            "wasserstein": tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores),
+        return {
             "generator_loss": generator_loss,
             "correlation_loss": alignment,
             "marginal_loss": marginal,
             "temporal_loss": temporal,
         }
+
+    def _generate(self, batch, noise, seed):
+        """(soft output, what the critic sees): the same unless straight-through.
+
+        Variable-length patients: padded steps get padded noise and padded
+        fakes, so both networks mask them; a conditional generator is given
+        the real patients' static attributes.
+        """
+        valid = batch.valid
+        if valid is not None:
+            noise = tf.where(valid[..., None], noise, PAD)
+        inputs = noise if batch.condition is None else [noise, batch.condition]
+        fake = self.generator(inputs, training=True)
+        shown = fake
+        if self.straight_through and self.discrete_blocks:
+            hard = draw_blocks(fake, self.discrete_blocks, self.draw_rates, seed)
+            shown = fake + tf.stop_gradient(hard - fake)
+        if valid is not None:
+            fake = tf.where(valid[..., None], fake, PAD)
+            shown = tf.where(valid[..., None], shown, PAD)
+        return fake, shown
+
+    def _log(self, values):
         # Each replica logs its slice's means; Keras averages them over the
         # replicas, which for equal slices is the global-batch mean.
         for name, value in values.items():
@@ -296,6 +291,41 @@ class WGANGP(keras.Model):
             # scalars (tensorflow/tensorflow#72388); give them that axis.
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
+
+
+class _Batch:
+    """One replica's view of a training step's real batch.
+
+    Under a strategy ``train_step`` runs once per replica on its slice of
+    the global batch. Noise and alpha are drawn for the global batch and
+    sliced (:meth:`local`), so every replica count draws what one device
+    would; losses are scaled by ``1/replicas`` because the optimizer sums
+    the replicas' gradients, which makes them the global-batch means.
+    """
+
+    def __init__(self, wgan, real):
+        self.real = tf.convert_to_tensor(real)
+        self.size, self.steps = tf.shape(self.real)[0], tf.shape(self.real)[1]
+        step = tf.cast(wgan.generator_optimizer.iterations, tf.int64)
+        self.base = step * (wgan.critic_steps + 1)
+        self.context = tf.distribute.get_replica_context()
+        self.replicas = self.context.num_replicas_in_sync
+        self.scale = 1.0 / self.replicas
+        self.start = tf.cast(self.context.replica_id_in_sync_group, tf.int32) * self.size
+        self.valid = None
+        if wgan.generator.masked:
+            self.valid = tf.reduce_any(tf.not_equal(self.real, PAD), axis=-1)
+        self.condition = None
+        if wgan.generator.conditional:
+            columns = wgan.generator.condition_columns
+            self.condition = tf.gather(self.real[:, 0], columns, axis=-1)
+
+    def local(self, tensor):
+        """This replica's rows of a global-batch tensor."""
+        return tensor[self.start : self.start + self.size]
+
+    def all_reduce(self, tensor):
+        return self.context.all_reduce("sum", tensor)
 
 
 def _across_workers():

@@ -19,7 +19,8 @@ import tensorflow as tf  # noqa: E402
 from hg_keras.config import load_config  # noqa: E402
 from hg_keras.data.pipeline import correlation_target, curriculum_dataset  # noqa: E402
 from hg_keras.data.transforms import CohortTransformer  # noqa: E402
-from hg_keras.training import build_wgan, load_training_cohort  # noqa: E402
+from hg_keras.holdout import load_training_cohort  # noqa: E402
+from hg_keras.training import build_wgan  # noqa: E402
 
 
 class StepLogs(keras.callbacks.Callback):

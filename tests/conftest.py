@@ -16,7 +16,7 @@ training:
   batch_size: 8
   epochs: 1
   curriculum: [3, 6]
-  critic_steps: 2
+  critic_steps: 1                 # each critic step is traced: tracing is the tests' cost
 """
 
 

@@ -15,7 +15,9 @@ def run(*args):
 
 def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
     out = tmp_path / "run"
-    result = run("train", "--config", tiny_config_path, "--out", out, "--seed", 3)
+    result = run(
+        "train", "--config", tiny_config_path, "--out", out, "--seed", 3, "--eval-repeats", 1
+    )
     assert result.exit_code == 0, result.output
     assert f"python cli.py sample --model {out}" in result.output
     for name in (
@@ -43,18 +45,16 @@ def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
     assert metrics["setup"]["holdout_patients"] == 16
     assert metrics["setup"]["reference"] == "holdout"
     assert metrics["privacy"]["holdout_split_from_real"] is False
+    assert metrics["setup"]["classifier_seeds"] == [0]
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_config_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    assert (
-        run("train", "--config", tiny_config_path, "--out", straight, "--epochs", 2).exit_code == 0
-    )
-    assert (
-        run("train", "--config", tiny_config_path, "--out", interrupted, "--epochs", 1).exit_code
-        == 0
-    )
-    result = run("train", "--resume", "--out", interrupted, "--epochs", 2)
+    quiet = "--no-evaluation"
+    for out, epochs in ((straight, 2), (interrupted, 1)):
+        result = run("train", "--config", tiny_config_path, "--out", out, "--epochs", epochs, quiet)
+        assert result.exit_code == 0, result.output
+    result = run("train", "--resume", "--out", interrupted, "--epochs", 2, quiet)
     assert result.exit_code == 0, result.output
     assert "epochs 2..2" in result.output
     history = pd.read_csv(interrupted / "logs" / "history.csv")
@@ -67,10 +67,12 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_config_path):
 
 def test_existing_run_needs_resume(tmp_path, tiny_config_path):
     out = tmp_path / "run"
-    assert run("train", "--config", tiny_config_path, "--out", out).exit_code == 0
+    out.mkdir()
+    (out / "run.json").write_text('{"data": null, "patients": 16, "epochs_completed": 1}')
     result = run("train", "--config", tiny_config_path, "--out", out)
     assert result.exit_code == 2
     assert "already holds a run; pass --resume" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # nothing written
 
 
 def test_resume_without_run_is_an_error(tmp_path):
@@ -101,7 +103,7 @@ def test_a_users_cohort_holds_out_patients_by_group_and_evaluates_on_them(
     tmp_path, tiny_config_path
 ):
     from hg_keras.data import load_cohort
-    from hg_keras.evaluation.run_evaluation import evaluate_run
+    from hg_keras.run_evaluation import evaluate_run
 
     cohort = load_cohort(patients=40)
     data = tmp_path / "cohort.csv"
@@ -143,8 +145,9 @@ def test_holdout_zero_says_privacy_was_not_tested(tmp_path, tiny_config_path):
     load_cohort(patients=24).to_csv(data, index=False)
     out = tmp_path / "run"
     result = run(
-        "train", "--config", tiny_config_path, "--data", data, "--holdout", 0, "--out", out
-    )
+        "train", "--config", tiny_config_path, "--data", data, "--holdout", 0, "--out", out,
+        "--eval-repeats", 1,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((out / "holdout.json").read_text())["ids"] == []
     assert "privacy: not tested: the run trained on every patient" in result.output

@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
     real.to_csv(folder / "cohort.csv", index=False)
     result = run(
         "train", "--config", folder / "irregular.yaml", "--data", folder / "cohort.csv",
-        "--epochs", EPOCHS, "--out", folder / "run", "--seed", 0,
+        "--epochs", EPOCHS, "--out", folder / "run", "--seed", 0, "--eval-repeats", 1,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     synthetic = folder / "synthetic.csv"

@@ -6,9 +6,10 @@ are timed in alternation (A B A B ..., at least 3 pairs) in one process,
 and the figure is the median of the per-pair ratios, so a machine whose
 speed drifts over minutes compares like with like. The references: the
 same model built on ``keras.layers.LSTM`` (same sizes and losses, no
-cuDNN), our model with the fused forward kernel switched off (what
-:func:`hg_keras.layers.gate_lstm.first_order_only` buys), and the seed's
-design transcribed to eager TensorFlow (:mod:`hg_keras.seed_design`).
+cuDNN), and the seed's design transcribed to eager TensorFlow
+(:mod:`hg_keras.seed_design`); and GateLSTM's two paths for calls that need
+no second derivative against each other (the fused ``BlockLSTM`` kernel and
+the loop, :func:`hg_keras.layers.gate_lstm.first_order_only`).
 
 FLOP counts are analytic, from the layer shapes (multiply-adds count 2;
 element-wise gate math is ignored). Per sequence step, with latent Z,
@@ -25,7 +26,9 @@ gradient and its gradient: 9 x forward on B), plus a generator update
 estimates (backward = 2 x forward); the count is an estimate, not a trace.
 """
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import resource
@@ -43,12 +46,14 @@ from hg_keras.data.pipeline import correlation_target
 from hg_keras.distribute import describe
 from hg_keras.export import export_run
 from hg_keras.files import atomic_write
-from hg_keras.layers.gate_lstm import first_order_only, loop_only
+from hg_keras.layers.gate_lstm import first_order_only, fused_kernel, loop_only
 from hg_keras.models import Generator
 from hg_keras.run_folder import RunFolder
 from hg_keras.sampling import CHUNK_PATIENTS
 from hg_keras.seed_design import SeedDesignStep
 from hg_keras.training import build_wgan
+
+log = logging.getLogger(__name__)
 
 
 def _timed(function, repeats):
@@ -117,15 +122,22 @@ def sampler_flops(config, layout, patients, steps):
     return generator * patients * steps
 
 
-def _step_function(config, transformer, encoded, recurrent="gate", fused=True):
-    """A traced ``WGANGP.train_step`` (any length) with fresh weights from seed 0."""
+KERNELS = {None: contextlib.nullcontext, "fused": fused_kernel, "loop": loop_only}
+
+
+def _step_function(config, transformer, encoded, recurrent="gate", kernel=None):
+    """A traced ``WGANGP.train_step`` (any length) with fresh weights from seed 0.
+
+    Args:
+        kernel: None (the device's default), ``fused`` or ``loop``: GateLSTM's
+            path for the calls that need no second derivative.
+    """
     keras.utils.set_random_seed(0)
     wgan = build_wgan(config, transformer, correlation_target(encoded), recurrent=recurrent)
     spec = tf.TensorSpec((encoded.shape[0], None, encoded.shape[2]), tf.float32)
     step = tf.function(wgan.train_step, input_signature=[spec])
-    if not fused:
-        with loop_only():
-            step.get_concrete_function()  # traced now, without the fused kernel
+    with KERNELS[kernel]():
+        step.get_concrete_function()  # traced now, with that kernel
     return lambda batch: float(step(batch)["critic_loss"])
 
 
@@ -138,11 +150,13 @@ def _train_steps(step, encoded, lengths, repeats):
         if "trace_s" not in results:
             results["trace_s"] = time.perf_counter() - start
         results[length] = _timed(lambda b=batch: step(b), repeats)
+        log.info("train step at length %d: %.3f s", length, results[length]["median"])
     return results
 
 
-def _generator_forward(config, transformer, recurrent="gate", fused=True):
-    """A traced forward pass of a freshly initialised generator: noise -> encoded."""
+def _generator_forward(config, transformer, recurrent="gate", kernel=None):
+    """A traced forward pass of a freshly initialised generator: noise -> encoded,
+    as sampling runs it (see :func:`_step_function` for `kernel`)."""
     keras.utils.set_random_seed(0)
     generator = Generator(
         transformer.layout.spec(),
@@ -153,11 +167,11 @@ def _generator_forward(config, transformer, recurrent="gate", fused=True):
 
     @tf.function
     def forward(noise):
-        if fused:
-            with first_order_only():
-                return generator(noise, training=False)
-        return generator(noise, training=False)
+        with first_order_only():
+            return generator(noise, training=False)
 
+    with KERNELS[kernel]():
+        forward.get_concrete_function(tf.TensorSpec((None, None, config.model.latent_dim)))
     return lambda noise: forward(noise).numpy()
 
 
@@ -194,11 +208,22 @@ def _sampling(run_dir, sizes, repeats, chunks):
                 return outputs["VL"].numpy()
 
             call(sizes[0])  # warm-up
-            if chunk == CHUNK_PATIENTS:
+            if chunk == CHUNK_PATIENTS and sizes[0] not in results:
                 for n in sizes:
                     results[n] = _timed(lambda n=n: call(n), repeats)
+                    log.info(
+                        "sampling %d patients (chunk %d): %.2f s", n, chunk, results[n]["median"]
+                    )
+            if chunk == CHUNK_PATIENTS:
+                results[("chunk", chunk)] = results[sizes[-1]]
             else:
                 results[("chunk", chunk)] = _timed(lambda: call(sizes[-1]), repeats)
+                log.info(
+                    "sampling %d patients (chunk %d): %.2f s",
+                    sizes[-1],
+                    chunk,
+                    results[("chunk", chunk)]["median"],
+                )
     return results
 
 
@@ -299,7 +324,6 @@ def run_benchmark(
     )
     references = {
         "keras_lstm": _step_function(config, transformer, encoded, recurrent="keras"),
-        "loop_only": _step_function(config, transformer, encoded, fused=False),
         "seed_design": lambda batch: float(seed_design(batch)),
     }
     for name, reference in references.items():
@@ -308,6 +332,11 @@ def run_benchmark(
             f"train_{name}_l{longest}",
             paired(lambda: step(real), lambda r=reference: r(real), pairs),
         )
+    # The kernel choice itself: the fused kernel forced, against the loop forced.
+    fused = _step_function(config, transformer, encoded, kernel="fused")
+    loop = _step_function(config, transformer, encoded, kernel="loop")
+    result = paired(lambda: fused(real), lambda: loop(real), pairs)
+    _record(figures, f"train_loop_vs_fused_kernel_l{longest}", result)
 
     if strategy is not None:
         stats = _distributed_steps(strategy, config, transformer, replicated, longest, repeats)
@@ -347,6 +376,13 @@ def run_benchmark(
 
 def _record(figures, key, result):
     """A paired comparison's figures: its ratio, each pair's ratio, both median times."""
+    log.info(
+        "%s: ours %.3f s, reference %.3f s, pair ratios %s",
+        key,
+        result["ours"],
+        result["reference"],
+        ", ".join(f"{r:.2f}" for r in result["ratios"]),
+    )
     figures[f"paired_{key}_ratio"] = result["ratio"]
     figures[f"paired_{key}_ratios"] = [round(r, 3) for r in result["ratios"]]
     figures[f"paired_{key}_ours_ms"] = 1000 * result["ours"]
@@ -359,13 +395,16 @@ def _generator_pairs(figures, config, transformer, seed_design, patients, pairs)
     ours = _generator_forward(config, transformer)
     references = {
         "keras_lstm": _generator_forward(config, transformer, recurrent="keras"),
-        "loop_only": _generator_forward(config, transformer, fused=False),
         "seed_design": lambda z: seed_design.generate(z).numpy(),
     }
     for name, reference in references.items():
         result = paired(lambda: ours(noise), lambda r=reference: r(noise), pairs)
         _record(figures, f"generate_{name}_n{patients}", result)
     figures[f"generate_patients_per_s_n{patients}"] = patients / result["ours"]
+    fused = _generator_forward(config, transformer, kernel="fused")
+    loop = _generator_forward(config, transformer, kernel="loop")
+    result = paired(lambda: fused(noise), lambda: loop(noise), pairs)
+    _record(figures, f"generate_loop_vs_fused_kernel_n{patients}", result)
 
 
 def _untrained_run(config, transformer, folder):

@@ -37,7 +37,7 @@ def test_bench_writes_every_key_and_times_a_strategy(tmp_path, tiny_config_path)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])  # the replicated path, one replica
     run_benchmark(
         out=out, quick=True, config=config, batch=8, sizes=(4, 16), lengths=(3, 6),
-        chunks=(8,), strategy=strategy,
+        chunks=(8, 2000), strategy=strategy,
     )  # fmt: skip
     figures = json.loads(out.read_text())
     for key in (
@@ -45,13 +45,15 @@ def test_bench_writes_every_key_and_times_a_strategy(tmp_path, tiny_config_path)
         "train_step_ms_b8_l6",
         "train_trace_s",
         "paired_train_keras_lstm_l6_ratio",
-        "paired_train_loop_only_l6_ratio",
+        "paired_train_loop_vs_fused_kernel_l6_ratio",
+        "paired_generate_loop_vs_fused_kernel_n16_ratio",
         "paired_train_seed_design_l6_ratio",
         "paired_generate_seed_design_n16_ratio",
         "generate_patients_per_s_n16",
         "sample_patients_per_s_n4",
         "sample_patients_per_s_n16",
         "sample_patients_per_s_n16_chunk8",
+        "sample_patients_per_s_n16_chunk2000",
         "matmul_peak_gflops",
         "train_fraction_of_matmul_peak_l6",
         "peak_memory_mb",

@@ -23,40 +23,51 @@ FUSED_DTYPES = ("float16", "float32")  # BlockLSTM's types
 
 
 @contextlib.contextmanager
-def first_order_only():
-    """GateLSTM calls traced inside use the fused kernel (:meth:`GateLSTM.fused_call`).
-
-    Enter it around calls through which at most a first derivative is taken:
-    forward passes (sampling, the fakes of a critic step), the critic's
-    scores of real and fake batches (differentiated once, for its weights)
-    and the generator update. Never around the gradient penalty's critic
-    call, which is differentiated twice: the fused kernel has no second
-    derivative (TensorFlow raises rather than returning a wrong one).
-    """
-    previous = getattr(_dispatch, "fused", False)
-    _dispatch.fused = True
+def _setting(name, value):
+    previous = getattr(_dispatch, name, None)
+    setattr(_dispatch, name, value)
     try:
         yield
     finally:
-        _dispatch.fused = previous
+        setattr(_dispatch, name, previous)
 
 
-@contextlib.contextmanager
+def first_order_only():
+    """Marks GateLSTM calls traced inside as needing at most a first derivative.
+
+    Enter it around forward passes (sampling, the fakes of a critic step),
+    the critic's scores of real and fake batches (differentiated once, for
+    its weights) and the generator update; never around the gradient
+    penalty's critic call, which is differentiated twice (the fused kernel
+    has none: TensorFlow raises rather than returning a wrong one). Marked
+    calls take the fused kernel (:meth:`GateLSTM.fused_call`) where it is
+    the faster path: when a GPU is visible. On CPU the loop stays: measured
+    in alternation (``python cli.py bench``, BENCHMARKS.md), ``BlockLSTM``
+    was 0.8x the loop's speed for generation and 0.95x for a training step.
+    """
+    return _setting("first_order", True)
+
+
 def loop_only():
     """GateLSTM calls traced inside never take the fused kernel (benchmarks, tests)."""
-    previous = getattr(_dispatch, "disabled", False)
-    _dispatch.disabled = True
-    try:
-        yield
-    finally:
-        _dispatch.disabled = previous
+    return _setting("kernel", "loop")
+
+
+def fused_kernel():
+    """Marked GateLSTM calls traced inside take the fused kernel on any device
+    (benchmarks, tests)."""
+    return _setting("kernel", "fused")
 
 
 def _fused_dispatch(dtype):
-    """Whether a call takes the fused kernel: inside :func:`first_order_only`, a dtype it has."""
-    if getattr(_dispatch, "disabled", False) or not getattr(_dispatch, "fused", False):
+    """Whether a call takes the fused kernel now: marked first-order, a dtype it
+    has, and either forced or on a machine with a GPU."""
+    kernel = getattr(_dispatch, "kernel", None)
+    if kernel == "loop" or not getattr(_dispatch, "first_order", False):
         return False
-    return tf.as_dtype(dtype).name in FUSED_DTYPES
+    if tf.as_dtype(dtype).name not in FUSED_DTYPES:
+        return False
+    return kernel == "fused" or bool(tf.config.list_logical_devices("GPU"))
 
 
 # The fused kernel's gate blocks are i, a, f, o (ICFO); the seed's are f, i, a, o.

@@ -1,13 +1,22 @@
 """GateLSTM's fused kernel: the same equations, outputs and gradients as the
 NumPy reference, taken only where no second derivative flows."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from references import reference_lstm
 
 from hg_keras.layers import GateLSTM
-from hg_keras.layers.gate_lstm import first_order_only, loop_only
+from hg_keras.layers.gate_lstm import first_order_only, fused_kernel, loop_only
+
+
+@contextlib.contextmanager
+def fused():
+    """The fused kernel on any device (the default takes it only with a GPU)."""
+    with first_order_only(), fused_kernel():
+        yield
 
 
 @pytest.fixture
@@ -33,7 +42,7 @@ def ops_of(function, *args):
 
 
 def test_fused_outputs_equal_the_numpy_reference(layer, x):
-    with first_order_only():
+    with fused():
         sequence, h, c = layer(x)
     expected, h_ref, c_ref = reference_lstm(x.astype(np.float64), *layer.get_weights())
     assert np.abs(c_ref).max() > 5  # the unclipped regime
@@ -44,7 +53,7 @@ def test_fused_outputs_equal_the_numpy_reference(layer, x):
 
 def test_fused_backwards_reads_reversed(x):
     layer = GateLSTM(5, go_backwards=True)
-    with first_order_only():
+    with fused():
         output = layer(x)
     expected, _, _ = reference_lstm(x[:, ::-1].astype(np.float64), *layer.get_weights())
     np.testing.assert_allclose(output, expected, atol=1e-5)
@@ -72,7 +81,7 @@ def test_fused_gradients_equal_numpy_finite_differences(layer, x):
     expected_x = central(lambda v: loss(v, weights[1]), x64)
     expected_bias = central(lambda v: loss(x64, v), weights[1])
     tensor = tf.constant(x)
-    with tf.GradientTape() as tape, first_order_only():
+    with tf.GradientTape() as tape, fused():
         tape.watch(tensor)
         sequence, _, c = layer(tensor)
         value = tf.reduce_sum(sequence * w.astype(np.float32)) + tf.reduce_sum(c)
@@ -81,25 +90,32 @@ def test_fused_gradients_equal_numpy_finite_differences(layer, x):
     np.testing.assert_allclose(grad_bias, expected_bias, rtol=1e-3, atol=1e-4)
 
 
-def test_dispatch_fused_only_inside_first_order_and_never_with_a_mask(layer, x):
+def test_dispatch_fused_only_for_first_order_calls_and_never_with_a_mask(layer, x):
     spec = tf.TensorSpec((None, None, 3), tf.float32)
+    mask = tf.TensorSpec((None, None), tf.bool)
     plain = ops_of(lambda v: layer(v), spec)
-    with first_order_only():
-        fused = ops_of(lambda v: layer(v), spec)
+    with fused_kernel():
+        unmarked = ops_of(lambda v: layer(v), spec)  # may need a second derivative
+    with fused():
+        taken = ops_of(lambda v: layer(v), spec)
+        masked = ops_of(lambda v, m: layer(v, mask=m), spec, mask)
         with loop_only():
             switched_off = ops_of(lambda v: layer(v), spec)
-        mask = tf.TensorSpec((None, None), tf.bool)
-        masked = ops_of(lambda v, m: layer(v, mask=m), spec, mask)
-    assert "BlockLSTM" in fused and "While" not in fused
-    for graph in (plain, switched_off, masked):
+    with first_order_only():
+        by_device = ops_of(lambda v: layer(v), spec)
+    assert "BlockLSTM" in taken and "While" not in taken
+    for graph in (plain, unmarked, masked, switched_off):
         assert "BlockLSTM" not in graph and "While" in graph
+    # By default the fused kernel is the GPU's path; this CPU keeps the loop.
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert ("BlockLSTM" in by_device) == gpu
 
 
 def test_a_second_derivative_through_the_fused_kernel_is_refused(layer, x):
     tensor = tf.constant(x)
     with tf.GradientTape() as outer:
         outer.watch(tensor)
-        with tf.GradientTape() as inner, first_order_only():
+        with tf.GradientTape() as inner, fused():
             inner.watch(tensor)
             value = tf.reduce_sum(layer(tensor)[0])
         norm = tf.reduce_sum(tf.square(inner.gradient(value, tensor)))
@@ -118,20 +134,17 @@ def test_training_step_with_the_fused_kernel_equals_the_loop(tiny_config_path):
     transformer = CohortTransformer(config.schema).fit(frame)
     encoded = transformer.encode(frame)[:, :6]
     losses = []
-    for fused in (True, False):
+    for use_fused in (True, False):
         tf.keras.utils.set_random_seed(0)
         wgan = build_wgan(config, transformer, correlation_target(encoded))
         step = tf.function(wgan.train_step)
-        if fused:
+        with fused_kernel() if use_fused else loop_only():
             logs = step(tf.constant(encoded))
-        else:
-            with loop_only():
-                logs = step(tf.constant(encoded))
         losses.append({name: float(value) for name, value in logs.items()})
         weights = [w.numpy() for w in wgan.generator.weights]
         losses[-1]["weights"] = weights
-    fused, loop = losses
+    with_fused, with_loop = losses
     for name in ("critic_loss", "gradient_penalty", "generator_loss", "correlation_loss"):
-        assert fused[name] == pytest.approx(loop[name], rel=1e-4, abs=1e-5), name
-    for a, b in zip(fused["weights"], loop["weights"]):
+        assert with_fused[name] == pytest.approx(with_loop[name], rel=1e-4, abs=1e-5), name
+    for a, b in zip(with_fused["weights"], with_loop["weights"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -199,7 +199,7 @@ def _sampling(run_dir, sizes, repeats, chunks):
     largest size for each chunk size (keyed ``("chunk", size)``)."""
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        for chunk in (CHUNK_PATIENTS, *chunks):
+        for chunk in dict.fromkeys((CHUNK_PATIENTS, *chunks)):
             path = export_run(run_dir, out=Path(folder) / f"m{chunk}", chunk_patients=chunk)
             serve = tf.saved_model.load(str(path)).signatures["serving_default"]
 
@@ -208,22 +208,12 @@ def _sampling(run_dir, sizes, repeats, chunks):
                 return outputs["VL"].numpy()
 
             call(sizes[0])  # warm-up
-            if chunk == CHUNK_PATIENTS and sizes[0] not in results:
-                for n in sizes:
-                    results[n] = _timed(lambda n=n: call(n), repeats)
-                    log.info(
-                        "sampling %d patients (chunk %d): %.2f s", n, chunk, results[n]["median"]
-                    )
-            if chunk == CHUNK_PATIENTS:
-                results[("chunk", chunk)] = results[sizes[-1]]
-            else:
-                results[("chunk", chunk)] = _timed(lambda: call(sizes[-1]), repeats)
-                log.info(
-                    "sampling %d patients (chunk %d): %.2f s",
-                    sizes[-1],
-                    chunk,
-                    results[("chunk", chunk)]["median"],
-                )
+            for n in sizes if chunk == CHUNK_PATIENTS else sizes[-1:]:
+                stats = _timed(lambda n=n: call(n), repeats)
+                log.info("sampling %d patients (chunk %d): %.2f s", n, chunk, stats["median"])
+                if chunk == CHUNK_PATIENTS:
+                    results[n] = stats
+            results[("chunk", chunk)] = stats  # the largest size
     return results
 
 

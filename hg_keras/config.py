@@ -46,6 +46,10 @@ class ModelConfig:
             patient's months (a per-patient latent); 0 is v1.
         step_scores: bool, the critic also scores every month, not only its
             final states (v1: false).
+        numeric_margin: float, 0 is v1's sigmoid; > 0 stretches the
+            numerics' sigmoid this far past [0, 1] and clips it, so values
+            on the bounds of the training range (a detection limit, a capped
+            percentage) can be generated ("censored" head).
     """
 
     latent_dim: int = 128
@@ -57,6 +61,7 @@ class ModelConfig:
     conditional: bool = False
     patient_latent_dim: int = 0
     step_scores: bool = False
+    numeric_margin: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,11 @@ class TrainingConfig:
         marginal_weight: float, weight of the marginal alignment loss (v1: 0).
         temporal_weight: float, weight of the autocorrelation and switch-rate
             alignment loss (v1: 0).
+        increment_weight: float, weight of the alignment of the numerics'
+            month-to-month changes (their distribution, as a marginal; v1: 0).
+        confidence_weight: float, weight of the entropy of the persistent
+            discrete variables' generated probabilities (v1: 0): a decided
+            regimen instead of a hedge drawn drug by drug.
         critic_learning_rate: float or None, the critic's Adam learning rate
             (None: `learning_rate`, as v1); a larger one is the two time-scale
             update rule (Heusel et al. 2017, arXiv:1706.08500).
@@ -108,6 +118,8 @@ class TrainingConfig:
     rebalance: bool = False
     marginal_weight: float = 0.0
     temporal_weight: float = 0.0
+    increment_weight: float = 0.0
+    confidence_weight: float = 0.0
     critic_learning_rate: float | None = None
     straight_through: bool = False
     holdout: float = 0.2
@@ -198,8 +210,11 @@ def _validate(model, training, where):
         positive["training.critic_learning_rate"] = training.critic_learning_rate
     non_negative = {
         "model.patient_latent_dim": model.patient_latent_dim,
+        "model.numeric_margin": model.numeric_margin,
         "training.marginal_weight": training.marginal_weight,
         "training.temporal_weight": training.temporal_weight,
+        "training.increment_weight": training.increment_weight,
+        "training.confidence_weight": training.confidence_weight,
         "training.holdout": training.holdout,
     }
     for name, value in non_negative.items():

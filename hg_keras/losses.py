@@ -176,6 +176,67 @@ def marginal_loss(fake, real, numeric_width, blocks, weights=None):
     return tf.reduce_mean(tf.concat(terms, axis=0))
 
 
+def increment_loss(fake, real, numeric_width, weights=None):
+    """How far the distributions of the numerics' month-to-month changes differ.
+
+    Per numeric column, the 1-D Wasserstein-1 distance between the two
+    batches' pooled first differences ``x[t+1] - x[t]`` (mean absolute
+    difference of their sorted values), averaged over columns. Marginals
+    and autocorrelations can both match while the changes do not: a smooth
+    series around a patient-level mean and a series of small noise plus
+    rare large jumps (a viral rebound) share both, and a recurrent
+    classifier tells them apart at once.
+
+    Args:
+        fake, real: tensors `(batch, time, width)`, numerics first.
+        numeric_width: int.
+        weights: optional 0/1 tensor `(batch, time)` shared by both; only
+            changes between two real steps count.
+
+    Returns:
+        Scalar tensor.
+    """
+    pair_weights = None if weights is None else weights[:, 1:] * weights[:, :-1]
+    changes = [t[:, 1:, :numeric_width] - t[:, :-1, :numeric_width] for t in (fake, real)]
+    difference = sorted_values(changes[0], pair_weights) - sorted_values(changes[1], pair_weights)
+    return tf.reduce_mean(tf.abs(difference))
+
+
+def level_entropy(x, blocks, block_weights, weights=None):
+    """Weighted mean normalised entropy of discrete blocks: 0 one-hot, 1 uniform.
+
+    Per block, ``-sum_k p_k log p_k / log K`` averaged over patients and
+    months, then averaged over blocks with `block_weights`. As a loss it
+    asks the generator to decide a patient's level instead of hedging: a
+    hedged regimen (say 0.5 / 0.3 / 0.2) is drawn block by block with
+    independent uniforms, which pairs drugs that never go together, while
+    the level shares stay those of the marginal loss either way (the mean
+    of confident rows is the share of patients on each level).
+
+    Args:
+        x: tensor `(batch, time, width)` of probabilities.
+        blocks: list of `(start, end)`.
+        block_weights: list of floats, one per block (e.g. ``1 - renewal``:
+            persistent variables decided, month-by-month events left free).
+        weights: optional 0/1 tensor `(batch, time)`.
+
+    Returns:
+        Scalar tensor.
+    """
+    w = _step_weights(x, weights)
+    count = tf.maximum(tf.reduce_sum(w), 1.0)
+    terms = []
+    for start, end in blocks:
+        p = x[..., start:end]
+        entropy = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-12)), axis=-1, keepdims=True)
+        normaliser = tf.math.log(tf.cast(max(end - start, 2), x.dtype))
+        terms.append(tf.reduce_sum(entropy * w) / count / normaliser)
+    block_weights = tf.constant(block_weights, x.dtype)
+    return tf.reduce_sum(tf.stack(terms) * block_weights) / tf.maximum(
+        tf.reduce_sum(block_weights), 1e-12
+    )
+
+
 def switch_rates(x, blocks, renewal=None, weights=None):
     """Expected month-to-month change of each discrete block: `(len(blocks),)`.
 

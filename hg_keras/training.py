@@ -48,6 +48,7 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         masked=config.schema.variable_length,
         condition_columns=transformer.layout.condition_columns if model.conditional else (),
         patient_latent_dim=model.patient_latent_dim,
+        numeric_margin=model.numeric_margin,
         name="generator",
     )
     critic = Critic(
@@ -70,6 +71,8 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         seed=training.seed,
         marginal_weight=training.marginal_weight,
         temporal_weight=training.temporal_weight,
+        increment_weight=training.increment_weight,
+        confidence_weight=training.confidence_weight,
         renewal=renewal_rates(model.discrete_output, transformer),
         straight_through=training.straight_through,
     )

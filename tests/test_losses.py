@@ -141,6 +141,65 @@ def test_marginal_loss_is_mean_of_wasserstein_and_total_variation():
     assert float(out) == pytest.approx(np.mean(expected), rel=1e-5)
 
 
+def test_increment_loss_is_wasserstein_of_month_to_month_changes():
+    import scipy.stats
+
+    from hg_keras.losses import increment_loss
+
+    rng = np.random.default_rng(5)
+    fake, real = rng.random((6, 9, 3)), rng.random((6, 9, 3))
+    expected = [
+        scipy.stats.wasserstein_distance(
+            np.diff(fake[..., c], axis=1).ravel(), np.diff(real[..., c], axis=1).ravel()
+        )
+        for c in range(2)
+    ]
+    out = increment_loss(tf.constant(fake, tf.float32), tf.constant(real, tf.float32), 2)
+    assert float(out) == pytest.approx(np.mean(expected), rel=1e-5)
+    # Same marginals, same patients, months shuffled: the changes differ.
+    smooth = np.cumsum(rng.normal(0, 0.02, size=(6, 9, 2)), axis=1) + 0.5
+    shuffled = smooth[:, rng.permutation(9)]
+    same = increment_loss(tf.constant(smooth, tf.float32), tf.constant(smooth, tf.float32), 2)
+    assert float(same) == pytest.approx(0.0, abs=1e-7)
+    assert float(
+        increment_loss(tf.constant(shuffled, tf.float32), tf.constant(smooth, tf.float32), 2)
+    ) > 0.005
+    # Padded steps (weight 0) on both sides add nothing.
+    valid = np.ones((6, 9), bool)
+    valid[:, 6:] = False
+    padded = np.where(valid[..., None], fake, -1.0)
+    masked = increment_loss(
+        tf.constant(padded, tf.float32), tf.constant(np.where(valid[..., None], real, -1.0),
+        tf.float32), 2, tf.constant(valid),
+    )
+    cut = increment_loss(tf.constant(fake[:, :6], tf.float32), tf.constant(real[:, :6], tf.float32), 2)
+    # Same changes, compared among more (cancelling) masked rows: scaled by 5/8.
+    assert float(masked) == pytest.approx(float(cut) * (6 * 5) / (6 * 8), rel=1e-5)
+
+
+def test_level_entropy_is_weighted_normalised_entropy():
+    import scipy.stats
+
+    from hg_keras.losses import level_entropy
+
+    rng = np.random.default_rng(6)
+    x = np.concatenate(
+        [rng.dirichlet(np.ones(3), size=(4, 5)), rng.dirichlet(np.ones(2), size=(4, 5))], axis=-1
+    )
+    per_block = [
+        scipy.stats.entropy(x[..., 0:3], axis=-1).mean() / np.log(3),
+        scipy.stats.entropy(x[..., 3:5], axis=-1).mean() / np.log(2),
+    ]
+    out = level_entropy(tf.constant(x, tf.float32), [(0, 3), (3, 5)], [0.9, 0.1])
+    assert float(out) == pytest.approx(0.9 * per_block[0] + 0.1 * per_block[1], rel=1e-5)
+    one_hot = np.eye(3)[rng.integers(0, 3, size=(4, 5))]
+    assert float(level_entropy(tf.constant(one_hot, tf.float32), [(0, 3)], [1.0])) < 1e-6
+    uniform = np.full((4, 5, 3), 1 / 3)
+    assert float(level_entropy(tf.constant(uniform, tf.float32), [(0, 3)], [1.0])) == (
+        pytest.approx(1.0, rel=1e-5)
+    )
+
+
 def test_switch_rate_of_one_hot_rows_counts_changes():
     from hg_keras.losses import switch_rates
 

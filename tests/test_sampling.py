@@ -203,3 +203,24 @@ def test_sample_in_a_fresh_process(trained_run, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert len(pd.read_csv(out)) == 2 * 6
+
+
+def test_group_and_length_draws_are_systematic_samples():
+    """Counts are count * p rounded up or down; each draw still has probability p."""
+    import tensorflow as tf
+
+    from hg_keras.noise import draw_categories
+
+    p = np.array([0.0029, 0.05, 0.2, 0.7471])
+    totals = np.zeros(4)
+    for seed in range(200):
+        picks = draw_categories(p, 1000, tf.constant([seed, 9], tf.int64)).numpy()
+        counts = np.bincount(picks, minlength=4)
+        assert (np.abs(counts - 1000 * p) < 1).all(), counts
+        totals += counts
+        # Shuffled, not grouped in index order.
+        assert (np.diff(picks) < 0).any()
+    # Unbiased: over seeds the 2.9-patient group comes 2 or 3 times, 2.9 on average.
+    np.testing.assert_allclose(totals / 200, 1000 * p, atol=0.1)
+    again = draw_categories(p, 1000, tf.constant([7, 9], tf.int64)).numpy()
+    np.testing.assert_array_equal(again, draw_categories(p, 1000, tf.constant([7, 9], tf.int64)))

@@ -12,16 +12,30 @@ class BlockActivation(keras.layers.Layer):
     block becomes a probability vector over its levels, so every generated
     row is a valid point of the encoded space.
 
+    A sigmoid never reaches 0 or 1, and near them its gradient vanishes, so
+    a variable with a point mass at a bound (a lab value censored at a
+    detection limit, a percentage capped at its maximum) is generated just
+    inside it, never on it. With `numeric_margin` m > 0 the numerics are
+    ``(1 + 2m) * sigmoid(x) - m`` clipped to [0, 1] ("censored" head): the
+    bounds are reached from ``sigmoid(x) = (1 + m) / (1 + 2m)`` on, and the
+    clip passes gradients straight through, so a value held on a bound can
+    still be pulled back inside.
+
     Args:
         numeric_width: int, leading numeric columns (sigmoid).
         blocks: list of `[start, end]` for the discrete blocks (softmax each),
             contiguous and following the numeric block.
+        numeric_margin: float, default 0 (v1's sigmoid): how far past [0, 1]
+            the numerics' sigmoid is stretched before the clip.
     """
 
-    def __init__(self, numeric_width, blocks, **kwargs):
+    def __init__(self, numeric_width, blocks, numeric_margin=0.0, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
         self.numeric_width = int(numeric_width)
+        self.numeric_margin = float(numeric_margin)
+        if self.numeric_margin < 0:
+            raise ValueError(f"numeric_margin must be zero or positive, got {numeric_margin}")
         self.blocks = [[int(s), int(e)] for s, e, *_ in blocks]
         expected = self.numeric_width
         for start, end in self.blocks:
@@ -33,7 +47,12 @@ class BlockActivation(keras.layers.Layer):
             expected = end
 
     def call(self, inputs):
-        parts = [ops.sigmoid(inputs[..., : self.numeric_width])]
+        numeric = ops.sigmoid(inputs[..., : self.numeric_width])
+        if self.numeric_margin:
+            m = self.numeric_margin
+            stretched = (1.0 + 2.0 * m) * numeric - m
+            numeric = stretched + ops.stop_gradient(ops.clip(stretched, 0.0, 1.0) - stretched)
+        parts = [numeric]
         for start, end in self.blocks:
             parts.append(ops.softmax(inputs[..., start:end], axis=-1))
         return ops.concatenate(parts, axis=-1)
@@ -42,7 +61,12 @@ class BlockActivation(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "numeric_width": self.numeric_width, "blocks": self.blocks}
+        return {
+            **super().get_config(),
+            "numeric_width": self.numeric_width,
+            "blocks": self.blocks,
+            "numeric_margin": self.numeric_margin,
+        }
 
 
 @keras.saving.register_keras_serializable(package="hg_keras")

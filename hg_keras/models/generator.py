@@ -43,6 +43,9 @@ class Generator(keras.Model):
             channels of month 0 are held for every month
             (:class:`PatientLatent`), a per-patient latent beside the
             per-month noise.
+        numeric_margin: float, default 0 (v1's sigmoid): > 0 gives the
+            censored numeric head of :class:`BlockActivation`, which
+            generates values exactly on the bounds of the training range.
 
     Input shape: `(batch, time, latent_dim)`, and the condition when conditional.
     Output shape: `(batch, time, width)`: sigmoid numerics, softmax blocks.
@@ -59,6 +62,7 @@ class Generator(keras.Model):
         masked=False,
         condition_columns=(),
         patient_latent_dim=0,
+        numeric_margin=0.0,
         **kwargs,
     ):
         if not 0 <= patient_latent_dim <= latent_dim:
@@ -74,7 +78,9 @@ class Generator(keras.Model):
         dense_1 = keras.layers.Dense(hidden_units, name="dense_1")
         dense_2 = keras.layers.Dense(hidden_units, name="dense_2")
         logits = keras.layers.Dense(features["width"], name="logits")
-        heads = BlockActivation(features["numeric_width"], features["blocks"], name="heads")
+        heads = BlockActivation(
+            features["numeric_width"], features["blocks"], numeric_margin, name="heads"
+        )
 
         # Graph
         noise = keras.Input(shape=(None, latent_dim), name="noise")
@@ -111,6 +117,7 @@ class Generator(keras.Model):
         self.masked = masked
         self.condition_columns = condition_columns
         self.patient_latent_dim = patient_latent_dim
+        self.numeric_margin = numeric_margin
 
     @property
     def conditional(self):
@@ -128,6 +135,7 @@ class Generator(keras.Model):
             "masked": self.masked,
             "condition_columns": self.condition_columns,
             "patient_latent_dim": self.patient_latent_dim,
+            "numeric_margin": self.numeric_margin,
         }
 
     @classmethod

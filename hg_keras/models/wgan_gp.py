@@ -10,6 +10,8 @@ from hg_keras.losses import (
     correlation_loss,
     gradient_penalty,
     marginal_loss,
+    increment_loss,
+    level_entropy,
     temporal_loss,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
@@ -31,8 +33,10 @@ class WGANGP(keras.Model):
     * generator: ``-mean D(fake) + correlation_weight * L1(corr(fake), target)``
       where corr is the Pearson matrix pooled over batch and time and
       `target` is the training cohort's; beyond v1, optionally
-      ``+ marginal_weight * marginal_loss + temporal_weight * temporal_loss``
-      (:func:`hg_keras.losses.marginal_loss`, :func:`hg_keras.losses.temporal_loss`),
+      ``+ marginal_weight * marginal_loss + temporal_weight * temporal_loss
+      + increment_weight * increment_loss + confidence_weight * level_entropy``
+      (:func:`hg_keras.losses.marginal_loss`, :func:`hg_keras.losses.temporal_loss`,
+      :func:`hg_keras.losses.increment_loss`, :func:`hg_keras.losses.level_entropy`),
       both measured against the step's real batch: the statistics the
       evaluation grades (marginals, autocorrelations, switch rates) get a
       direct gradient instead of waiting for the critic to find them.
@@ -65,6 +69,12 @@ class WGANGP(keras.Model):
         seed: int.
         marginal_weight: float, default 0 (v1).
         temporal_weight: float, default 0 (v1).
+        increment_weight: float, default 0 (v1): weight of the distribution
+            of the numerics' month-to-month changes.
+        confidence_weight: float, default 0 (v1): weight of the entropy of
+            the time-varying discrete blocks, each weighted by ``1 -
+            renewal`` (persistent variables such as a regimen are decided by
+            the generator; month-by-month events keep their probabilities).
         max_lag: int, autocorrelation lags of the temporal loss.
         renewal: list of the sampler's renewal rates
             (:func:`hg_keras.noise.draw_levels`), one per time-varying
@@ -97,6 +107,8 @@ class WGANGP(keras.Model):
         marginal_weight=0.0,
         temporal_weight=0.0,
         max_lag=6,
+        increment_weight=0.0,
+        confidence_weight=0.0,
         renewal=None,
         straight_through=False,
         **kwargs,
@@ -118,6 +130,8 @@ class WGANGP(keras.Model):
         self.seed = seed
         self.marginal_weight = marginal_weight
         self.temporal_weight = temporal_weight
+        self.increment_weight = increment_weight
+        self.confidence_weight = confidence_weight
         self.max_lag = max_lag
         features = generator.features
         static = set(features["static_columns"])
@@ -144,6 +158,8 @@ class WGANGP(keras.Model):
                 "correlation_loss",
                 "marginal_loss",
                 "temporal_loss",
+                "increment_loss",
+                "level_entropy",
             )
         }
         # Both networks are built functional models; without a call() on real
@@ -228,7 +244,7 @@ class WGANGP(keras.Model):
                 batch.valid,
             )
             # Off (v1) means not even traced: the losses add many small ops.
-            marginal = temporal = tf.constant(0.0)
+            marginal = temporal = increment = entropy = tf.constant(0.0)
             if self.marginal_weight:
                 marginal = marginal_loss(
                     fake, batch.real, self.numeric_width, self.discrete_blocks, batch.valid
@@ -243,11 +259,18 @@ class WGANGP(keras.Model):
                     self.max_lag,
                     batch.valid,
                 )
+            if self.increment_weight and self.numeric_width:
+                increment = increment_loss(fake, batch.real, self.numeric_width, batch.valid)
+            if self.confidence_weight and self.dynamic_blocks:
+                persistence = [1.0 - r for r in self.renewal or [0.0] * len(self.dynamic_blocks)]
+                entropy = level_entropy(fake, self.dynamic_blocks, persistence, batch.valid)
             generator_loss = (
                 adversarial
                 + self.correlation_weight * alignment
                 + self.marginal_weight * marginal
                 + self.temporal_weight * temporal
+                + self.increment_weight * increment
+                + self.confidence_weight * entropy
             )
             scaled = generator_loss * batch.scale
         gradients = tape.gradient(scaled, self.generator.trainable_variables)
@@ -257,6 +280,8 @@ class WGANGP(keras.Model):
             "correlation_loss": alignment,
             "marginal_loss": marginal,
             "temporal_loss": temporal,
+            "increment_loss": increment,
+            "level_entropy": entropy,
         }
 
     def _generate(self, batch, noise, seed):

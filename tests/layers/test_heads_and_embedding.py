@@ -16,6 +16,30 @@ def test_block_activation_matches_scipy():
     assert BlockActivation.from_config(layer.get_config()).blocks == [[2, 4], [4, 7]]
 
 
+def test_censored_numeric_head_reaches_the_bounds_with_straight_through_gradients():
+    """NumPy reference: clip((1 + 2m) * expit(x) - m, 0, 1); gradient (1 + 2m) * expit'(x)."""
+    import tensorflow as tf
+
+    x = np.linspace(-6.0, 6.0, 25, dtype="float32").reshape(1, 25, 1)
+    m = 0.1
+    layer = BlockActivation(1, [], numeric_margin=m)
+    s = scipy.special.expit(x)
+    expected = np.clip((1 + 2 * m) * s - m, 0.0, 1.0)
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = layer(inputs)
+        total = tf.reduce_sum(y)
+    gradient = tape.gradient(total, inputs).numpy()
+    np.testing.assert_allclose(np.asarray(y), expected, atol=1e-6)
+    assert (np.asarray(y) == 0.0).any() and (np.asarray(y) == 1.0).any()
+    # Clipped values still pass the stretched sigmoid's gradient back.
+    np.testing.assert_allclose(gradient, (1 + 2 * m) * s * (1 - s), rtol=1e-4)
+    assert BlockActivation.from_config(layer.get_config()).numeric_margin == m
+    with pytest.raises(ValueError, match="numeric_margin"):
+        BlockActivation(1, [], numeric_margin=-0.1)
+
+
 def test_block_activation_rejects_gaps():
     with pytest.raises(ValueError, match="contiguous"):
         BlockActivation(2, [[3, 5]])

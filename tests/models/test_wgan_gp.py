@@ -39,6 +39,8 @@ def test_train_step_updates_both_networks_and_logs(art_schema):
         "correlation_loss",
         "marginal_loss",
         "temporal_loss",
+        "increment_loss",
+        "level_entropy",
     }
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert int(wgan.critic_optimizer.iterations) == 2

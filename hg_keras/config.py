@@ -35,10 +35,15 @@ class ModelConfig:
             generated probabilities, once per patient for static blocks),
             which keeps the rates of rare levels and of missing values that
             argmax rounds away, but draws every month afresh; or
-            ``persistent``: one uniform draw per patient and block, reused
-            every month through the generated cumulative probabilities, so a
-            level changes only when the probabilities move past the draw
-            (rare-level rates kept, switch rates those of the probabilities).
+            ``persistent``: a level drawn per patient and block at month 0
+            and carried over with as few changes as the generated
+            probabilities allow (maximal coupling), renewed at the data's
+            rate (rare-level rates kept, switch rates those of the
+            probabilities);
+            or ``joint``: ``persistent``, with the persistent variables (a
+            regimen's drugs) drawn together over the combinations the
+            training patients hold, so no synthetic month pairs drugs that
+            never go together.
         conditional: bool, condition the generator on the static discrete
             attributes (given, not generated), which enables
             ``sample --where``; v1 is unconditional.
@@ -242,9 +247,9 @@ def _validate(model, training, where):
         raise InputError(
             f"{where}: model.static_head must be pooled or v1, got '{model.static_head}'"
         )
-    if model.discrete_output not in ("argmax", "sample", "persistent"):
+    if model.discrete_output not in ("argmax", "sample", "persistent", "joint"):
         raise InputError(
-            f"{where}: model.discrete_output must be argmax, sample or persistent, "
+            f"{where}: model.discrete_output must be argmax, sample, persistent or joint, "
             f"got '{model.discrete_output}'"
         )
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in training.curriculum):

@@ -22,7 +22,8 @@ class PatientDraw:
         generator: the run's :class:`hg_keras.models.Generator`.
         transformer: the run's fitted :class:`CohortTransformer`.
         latent_distribution: ``uniform`` or ``normal`` (``model.latent_distribution``).
-        discrete_output: ``argmax``, ``sample`` or ``persistent`` (``model.discrete_output``).
+        discrete_output: ``argmax``, ``sample``, ``persistent`` or ``joint``
+            (``model.discrete_output``).
         where: dict name -> code of static attributes to draw (conditional runs).
 
     Raises:
@@ -34,7 +35,15 @@ class PatientDraw:
         self.layout = transformer.layout
         self.latent_distribution = latent_distribution
         self.discrete_output = discrete_output
-        self.renewal = transformer.renewal_rates if discrete_output == "persistent" else None
+        persistent = discrete_output in ("persistent", "joint")
+        self.renewal = transformer.renewal_rates if persistent else None
+        self.joint = None
+        combos = transformer.combinations
+        if discrete_output == "joint" and combos:
+            table = noise.combination_table(
+                self.layout, transformer.model_schema, combos["columns"], combos["combinations"]
+            )
+            self.joint = {"names": combos["columns"], "table": table, "renewal": combos["renewal"]}
         self.lengths = length_table(transformer) if transformer.schema.variable_length else None
         self.groups = group_table(transformer, where) if generator.conditional else None
 
@@ -76,5 +85,7 @@ class PatientDraw:
         with first_order_only():
             encoded = self.generator(inputs, training=False)
         if self.discrete_output != "argmax":
-            encoded = noise.draw_levels(encoded, self.layout, seed_pair, self.renewal)
+            encoded = noise.draw_levels(
+                encoded, self.layout, seed_pair, self.renewal, self.joint
+            )
         return tf.where(valid, encoded, PAD), lengths

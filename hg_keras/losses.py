@@ -244,8 +244,10 @@ def switch_rates(x, blocks, renewal=None, weights=None):
     generated probabilities, the expected switch rate when a level is drawn
     from them with a uniform renewed with probability `r` per month
     (:func:`hg_keras.noise.draw_levels`): ``r * (1 - sum_k p_t p_t+1) +
-    (1 - r) * TV(p_t, p_t+1)``, the total variation being exact for a kept
-    draw with two levels and a lower bound otherwise.
+    (1 - r) * TV(p_t, p_t+1)``: a renewed draw is independent of the last
+    month's, a kept one is carried by maximal coupling
+    (:func:`hg_keras.noise.draw_blocks`), which switches in exactly the
+    total variation.
 
     Args:
         x: tensor `(batch, time, width)`.

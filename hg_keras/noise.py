@@ -5,6 +5,7 @@ by an explicit seed pair instead of a stateful generator: the same seed gives
 the same noise in every process, and nothing mutable is saved in a model.
 """
 
+import numpy as np
 import tensorflow as tf
 
 # Seed streams: offsets added to the second seed word, one per kind of draw,
@@ -17,6 +18,7 @@ LENGTH_STREAM = 3_000_017  # sampling: patient lengths
 GROUP_STREAM = 4_000_037  # sampling: static groups
 LEVEL_STREAM = 5_000_011  # discrete levels drawn from the generated probabilities
 RENEWAL_STREAM = 6_000_023  # when those draws are renewed
+KEEP_STREAM = 7_000_003  # whether a level is carried over to the next month
 
 
 def latent_noise(patients, steps, latent_dim, seed, distribution="uniform"):
@@ -60,12 +62,13 @@ def draw_categories(probabilities, count, seed):
     return tf.gather(picks, tf.argsort(draws[1:]))
 
 
-def draw_levels(encoded, layout, seed_pair, renewal=None):
+def draw_levels(encoded, layout, seed_pair, renewal=None, joint=None):
     """Replaces each discrete block's probabilities by a one-hot level drawn from them.
 
-    Each patient has one uniform draw per block, renewed at a month with the
-    block's renewal probability; the month's level is where that uniform
-    falls in the month's cumulative probabilities. Every month's level so
+    Each patient's level of a block is drawn at month 0, then carried from
+    month to month with as few changes as the generated probabilities
+    allow (maximal coupling, :func:`draw_blocks`), and drawn afresh at a
+    month with the block's renewal probability. Every month's level so
     has the generated probabilities, whatever the renewal rate, and the rate
     only sets how persistent the draws are: 1 draws every month afresh
     (``discrete_output: sample``), 0 keeps one draw for life (static
@@ -75,22 +78,84 @@ def draw_levels(encoded, layout, seed_pair, renewal=None):
     and training (straight-through draws) all draw here, and so draw the
     same codes for the same seed.
 
+    With `joint` (``discrete_output: joint``) the blocks it names are drawn
+    together instead, as one variable whose levels are the combinations
+    seen in training, with probabilities proportional to the product of the
+    blocks' generated probabilities (:func:`joint_probabilities`).
+
     Args:
         encoded: float tensor `(patients, steps, features)` from the generator.
         layout: :class:`FeatureLayout`.
         seed_pair: int64 tensor of shape (2,).
         renewal: dict block name -> renewal probability per month for
             time-varying blocks; None renews them every month.
+        joint: optional dict ``names`` (the blocks drawn together),
+            ``table`` (float array `(features, combinations)`, 1 where a
+            combination holds an encoded level; :func:`combination_table`)
+            and ``renewal`` (the combination's renewal rate).
     """
-    blocks = layout.discrete_blocks
+    joined = set(joint["names"]) if joint else set()
+    blocks = [b for b in layout.discrete_blocks if b.name not in joined]
     rates = [
         0.0 if b.static else (1.0 if renewal is None else renewal.get(b.name, 1.0)) for b in blocks
     ]
-    return draw_blocks(encoded, [(b.start, b.end) for b in blocks], rates, seed_pair)
+    ranges = [(b.start, b.end) for b in blocks]
+    if not joint:
+        return draw_blocks(encoded, ranges, rates, seed_pair)
+    table = tf.constant(joint["table"], encoded.dtype)
+    width, count = joint["table"].shape
+    extended = tf.concat([encoded, joint_probabilities(encoded, table)], axis=-1)
+    drawn = draw_blocks(
+        extended, ranges + [(width, width + count)], rates + [joint["renewal"]], seed_pair
+    )
+    members = tf.reduce_max(table, axis=1) > 0
+    levels = tf.matmul(drawn[..., width:], table, transpose_b=True)
+    return tf.where(members, levels, drawn[..., :width])
+
+
+def combination_table(layout, schema, names, combinations):
+    """`(features, combinations)` 0/1 array: column k marks combination k's encoded levels.
+
+    Args:
+        layout: :class:`FeatureLayout`; schema: the modelled :class:`Schema`.
+        names: the variables combined; combinations: list of code lists in `names` order.
+    """
+    blocks = {b.name: b for b in layout.discrete_blocks}
+    table = np.zeros((layout.width, len(combinations)), np.float32)
+    for j, name in enumerate(names):
+        position = {code: k for k, code in enumerate(schema.variable(name).codes)}
+        for k, combination in enumerate(combinations):
+            table[blocks[name].start + position[combination[j]], k] = 1.0
+    return table
+
+
+def joint_probabilities(encoded, table):
+    """Each combination's probability: the product of its levels' probabilities, renormalised.
+
+    ``softmax(log(p) @ table)``: the generated blocks as independent
+    factors, restricted to the combinations of `table` (columns of 0/1 over
+    the encoded features; :func:`combination_table`).
+    """
+    logits = tf.matmul(tf.math.log(tf.maximum(encoded, 1e-12)), table)
+    return tf.nn.softmax(logits, axis=-1)
 
 
 def draw_blocks(encoded, blocks, rates, seed_pair):
-    """:func:`draw_levels` on explicit column ranges `blocks` with renewal `rates`."""
+    """:func:`draw_levels` on explicit column ranges `blocks` (in column order) with
+    renewal `rates`; columns outside them pass through.
+
+    Month 0 draws each block's level from its probabilities. From then on,
+    unless renewed (a fresh draw, probability `rate`), a level is carried
+    over by the maximal coupling of two months' probabilities `p` and `q`:
+    level `k` is kept with probability ``min(1, q_k / p_k)``, and otherwise
+    the level is drawn from the rise ``max(q - p, 0)``. Each month's level
+    then has exactly the month's generated probabilities, and a kept draw
+    changes level in exactly ``TV(p, q)`` of months: the fewest switches any
+    draw with those probabilities can make. (Reading one uniform through the
+    cumulative probabilities switches more as soon as a block has three or
+    more levels: moving mass between two levels moves every level between
+    them.)
+    """
     if not blocks:
         return encoded
     shape = tf.shape(encoded)
@@ -100,18 +165,41 @@ def draw_blocks(encoded, blocks, rates, seed_pair):
     )
     renew = tf.random.stateless_uniform(size, seed=seed_pair + [0, RENEWAL_STREAM]) < rates
     renew = tf.concat([tf.ones_like(renew[:, :1]), renew[:, 1:]], axis=1)
-    # Month t uses the draw of the latest renewal at or before t: the
-    # (number of renewals so far)-th fresh uniform.
-    epoch = tf.cumsum(tf.cast(renew, tf.int32), axis=1) - 1
-    uniforms = tf.transpose(
-        tf.gather(tf.transpose(fresh, (0, 2, 1)), tf.transpose(epoch, (0, 2, 1)), batch_dims=2),
-        (0, 2, 1),
-    )
-    parts = [encoded[..., : blocks[0][0]]]
+    kept = tf.random.stateless_uniform(size, seed=seed_pair + [0, KEEP_STREAM], dtype=encoded.dtype)
+    # Time-major for the scan over months.
+    fresh, renew, kept = (tf.transpose(t, (1, 0, 2)) for t in (fresh, renew, kept))
+    parts, cursor = [], 0
     for j, (start, end) in enumerate(blocks):
+        parts.append(encoded[..., cursor:start])
         probabilities = tf.maximum(encoded[..., start:end], 0.0)
-        total = tf.maximum(tf.reduce_sum(probabilities, axis=-1, keepdims=True), 1e-12)
-        below = tf.cumsum(probabilities, axis=-1) / total < uniforms[..., j : j + 1]
-        index = tf.minimum(tf.reduce_sum(tf.cast(below, tf.int32), axis=-1), end - start - 1)
-        parts.append(tf.one_hot(index, end - start, dtype=encoded.dtype))
+        probabilities /= tf.maximum(tf.reduce_sum(probabilities, axis=-1, keepdims=True), 1e-12)
+        months = tf.transpose(probabilities, (1, 0, 2))
+        first = _draw(months[0], fresh[0, :, j])
+        steps = (months[1:], months[:-1], fresh[1:, :, j], renew[1:, :, j], kept[1:, :, j])
+        rest = tf.scan(_coupled_step, steps, initializer=first)
+        levels = tf.concat([first[None], rest], axis=0)
+        parts.append(tf.transpose(levels, (1, 0, 2)))
+        cursor = end
+    parts.append(encoded[..., cursor:])
     return tf.concat(parts, axis=-1)
+
+
+def _draw(probabilities, uniform):
+    """One-hot level of each row: where `uniform` falls in the cumulative `probabilities`."""
+    width = tf.shape(probabilities)[-1]
+    total = tf.maximum(tf.reduce_sum(probabilities, axis=-1, keepdims=True), 1e-12)
+    below = tf.cumsum(probabilities, axis=-1) / total < uniform[:, None]
+    index = tf.minimum(tf.reduce_sum(tf.cast(below, tf.int32), axis=-1), width - 1)
+    return tf.one_hot(index, width, dtype=probabilities.dtype)
+
+
+def _coupled_step(previous, step):
+    """Next month's one-hot levels: renewed, kept, or moved to where probability rose."""
+    now, before, fresh, renew, kept = step
+    ratio = now / tf.maximum(before, 1e-12)
+    keep = kept < tf.reduce_sum(previous * tf.minimum(ratio, 1.0), axis=-1)
+    rise = tf.maximum(now - before, 0.0)
+    rise = tf.where(tf.reduce_sum(rise, axis=-1, keepdims=True) > 1e-9, rise, now)
+    moved = _draw(rise, fresh)
+    carried = tf.where(keep[:, None], previous, moved)
+    return tf.where(renew[:, None], _draw(now, fresh), carried)

@@ -95,7 +95,7 @@ def renewal_rates(discrete_output, transformer):
     dynamic = [b for b in transformer.layout.discrete_blocks if not b.static]
     if discrete_output == "sample":
         return [1.0] * len(dynamic)
-    if discrete_output == "persistent":
+    if discrete_output in ("persistent", "joint"):
         return [transformer.renewal_rates.get(b.name, 1.0) for b in dynamic]
     return None
 

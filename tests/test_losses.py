@@ -241,6 +241,32 @@ def test_expected_switch_rate_matches_the_sampler_it_models():
         np.testing.assert_allclose(drawn[..., 1].mean(axis=0), p, atol=0.015)
 
 
+def test_kept_draws_switch_in_exactly_the_total_variation_for_many_levels():
+    """Maximal coupling: each month keeps its probabilities, switches = TV(p_t, p_t+1)."""
+    from hg_keras.losses import switch_rates
+    from hg_keras.noise import draw_blocks
+
+    p = np.array(
+        [[0.5, 0.1, 0.1, 0.3], [0.1, 0.1, 0.5, 0.3], [0.1, 0.4, 0.2, 0.3], [0.25] * 4]
+    )
+    probabilities = np.repeat(p[None], 40_000, axis=0).astype(np.float32)
+    for rate in (0.0, 0.2):
+        drawn = draw_blocks(
+            tf.constant(probabilities), [(0, 4)], [rate], tf.constant([3, 5], tf.int64)
+        ).numpy()
+        codes = drawn.argmax(-1)
+        np.testing.assert_allclose(drawn.mean(axis=0), p, atol=0.01)
+        observed = np.mean(codes[:, 1:] != codes[:, :-1])
+        expected = float(switch_rates(tf.constant(p[None], tf.float32), [(0, 4)], [rate])[0])
+        assert observed == pytest.approx(expected, abs=0.006), rate
+    # Reading one kept uniform through the cumulative probabilities (NumPy)
+    # switches more: moving mass between two levels moves those between them.
+    u = np.random.default_rng(0).random((40_000, 1))
+    crossing = (np.cumsum(p, axis=-1)[None] < u[..., None]).sum(-1)
+    tv = np.mean(0.5 * np.abs(np.diff(p, axis=0)).sum(-1))
+    assert np.mean(crossing[:, 1:] != crossing[:, :-1]) > tv + 0.02
+
+
 def test_within_patient_correlation_is_mean_of_per_patient_corrcoef():
     from hg_keras.losses import within_patient_correlation
 

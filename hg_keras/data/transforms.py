@@ -147,6 +147,38 @@ def renewal_rate(frame, column, id_column):
     return float(np.clip(switch / spread, 0.0, 1.0)) if spread > 0 else 0.0
 
 
+# Renewed less often than this per month: a persistent variable (a regimen),
+# as opposed to a month's event (a missed visit).
+PERSISTENT_RENEWAL = 0.5
+# At most this many combinations of the persistent variables are kept.
+MAX_COMBINATIONS = 1024
+
+
+def level_combinations(frame, names, id_column):
+    """The combinations of `names` the training patients hold, and their renewal rate.
+
+    ``discrete_output: joint`` draws these variables together, over these
+    combinations only, so a synthetic patient's regimen is one that occurs
+    in the data instead of drugs drawn one by one (which pairs drugs that
+    never go together). The `MAX_COMBINATIONS` most frequent are kept.
+
+    Returns:
+        dict ``columns`` (the names), ``combinations`` (list of code lists,
+        most frequent first) and ``renewal`` (:func:`renewal_rate` of the
+        combination as one variable).
+    """
+    rows = frame[list(names)].dropna().astype(np.int64)
+    counts = rows.value_counts()
+    combos = [list(map(int, k)) for k in counts.index[:MAX_COMBINATIONS]]
+    joint = frame[list(names)].astype(str).agg("|".join, axis=1).to_frame("combination")
+    joint[id_column] = frame[id_column].to_numpy()
+    return {
+        "columns": list(names),
+        "combinations": combos,
+        "renewal": renewal_rate(joint, "combination", id_column),
+    }
+
+
 class CohortTransformer:
     """Fits, applies and inverts the cohort encoding.
 
@@ -166,6 +198,10 @@ class CohortTransformer:
         renewal_rates: dict name -> rate in [0, 1] for each time-varying
             discrete variable: how often ``discrete_output: persistent``
             renews a patient's draw (:func:`renewal_rate`); set by :meth:`fit`.
+        combinations: the persistent time-varying discrete variables (renewal
+            rate below :data:`PERSISTENT_RENEWAL`) and the combinations of
+            them the training patients hold (:func:`level_combinations`),
+            when there are two or more such variables; set by :meth:`fit`.
 
     Example:
         >>> transformer = CohortTransformer(schema).fit(train_frame)
@@ -182,6 +218,7 @@ class CohortTransformer:
         static_groups=None,
         integer_time=True,
         renewal_rates=None,
+        combinations=None,
     ):
         self.schema = schema
         self.model_schema = schema.modelled()
@@ -192,6 +229,7 @@ class CohortTransformer:
         self.static_groups = [[list(map(int, codes)), int(n)] for codes, n in static_groups or []]
         self.integer_time = integer_time
         self.renewal_rates = {str(k): float(v) for k, v in (renewal_rates or {}).items()}
+        self.combinations = combinations
 
     # Fitting
 
@@ -213,6 +251,10 @@ class CohortTransformer:
             for v in self.model_schema.variables
             if not v.is_numeric and not v.static
         }
+        persistent = [n for n, r in self.renewal_rates.items() if r < PERSISTENT_RENEWAL]
+        self.combinations = (
+            level_combinations(frame, persistent, self.schema.id) if len(persistent) > 1 else None
+        )
         params = {}
         for variable in self.model_schema.variables:
             if not variable.is_numeric:
@@ -374,6 +416,8 @@ class CohortTransformer:
             out["integer_time"] = self.integer_time
         if self.renewal_rates:
             out["renewal_rates"] = self.renewal_rates
+        if self.combinations:
+            out["combinations"] = self.combinations
         return out
 
     @classmethod
@@ -386,6 +430,7 @@ class CohortTransformer:
             static_groups=data.get("static_groups"),
             integer_time=data.get("integer_time", True),
             renewal_rates=data.get("renewal_rates"),
+            combinations=data.get("combinations"),
         )
 
     def save(self, path):

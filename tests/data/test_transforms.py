@@ -94,3 +94,50 @@ def test_fit_uses_only_given_rows():
     transformer = CohortTransformer(schema).fit(first)
     assert transformer.numeric_params["Age"] == {"lambda": None, "min": 67.0, "range": 0.0}
     assert pd.isna(first["Weight"]).sum() == 1
+
+
+def test_persistent_variables_are_drawn_together_over_training_combinations(art_schema, tmp_path):
+    """The combinations recorded at fit, their table, and joint draws that keep to them."""
+    import tensorflow as tf
+
+    from hg_keras.data import simulate_art4hiv
+    from hg_keras.noise import combination_table, draw_levels, joint_probabilities
+
+    frame = simulate_art4hiv(200, seed=3)
+    transformer = CohortTransformer(art_schema).fit(frame)
+    drugs = ["Base Drug Combo", "Comp. INI", "Comp. NNRTI", "Extra PI", "Extra pk-En"]
+    combos = transformer.combinations
+    assert combos["columns"] == drugs  # regimens persist; missed-visit flags do not
+    seen = set(map(tuple, frame[drugs].to_numpy()))
+    assert set(map(tuple, combos["combinations"])) == seen
+    transformer.save(tmp_path / "t.json")
+    assert CohortTransformer.load(tmp_path / "t.json").combinations == combos
+
+    layout = transformer.layout
+    table = combination_table(layout, transformer.model_schema, drugs, combos["combinations"])
+    rng = np.random.default_rng(0)
+    encoded = rng.random((300, 4, layout.width)).astype(np.float32)
+    for b in layout.discrete_blocks:
+        encoded[..., b.start : b.end] /= encoded[..., b.start : b.end].sum(-1, keepdims=True)
+    # NumPy reference: product of the blocks' probabilities at each combination, renormalised.
+    blocks = {b.name: b for b in layout.discrete_blocks}
+    product = np.ones((300, 4, len(combos["combinations"])))
+    for k, combination in enumerate(combos["combinations"]):
+        for name, code in zip(drugs, combination):
+            position = list(art_schema.variable(name).codes).index(code)
+            product[..., k] *= encoded[..., blocks[name].start + position]
+    expected = product / product.sum(-1, keepdims=True)
+    got = joint_probabilities(tf.constant(encoded), tf.constant(table)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+
+    joint = {"names": drugs, "table": table, "renewal": combos["renewal"]}
+    drawn = draw_levels(tf.constant(encoded), layout, tf.constant([1, 2], tf.int64), None, joint)
+    decoded = transformer.decode(drawn.numpy())
+    assert set(map(tuple, decoded[drugs].to_numpy())) <= seen
+    # Month 0's combination shares follow the joint probabilities (Monte Carlo).
+    held = (drawn.numpy()[:, 0] @ table) == len(drugs)
+    assert (held.sum(-1) == 1).all()
+    np.testing.assert_allclose(held.mean(0), expected[:, 0].mean(0), atol=0.06)
+    # Blocks outside the combination are still drawn one by one.
+    missed = blocks["VL (M)"]
+    assert set(np.unique(drawn.numpy()[..., missed.start : missed.end].sum(-1))) == {1.0}

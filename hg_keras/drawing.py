@@ -85,7 +85,5 @@ class PatientDraw:
         with first_order_only():
             encoded = self.generator(inputs, training=False)
         if self.discrete_output != "argmax":
-            encoded = noise.draw_levels(
-                encoded, self.layout, seed_pair, self.renewal, self.joint
-            )
+            encoded = noise.draw_levels(encoded, self.layout, seed_pair, self.renewal, self.joint)
         return tf.where(valid, encoded, PAD), lengths

@@ -161,18 +161,23 @@ def test_increment_loss_is_wasserstein_of_month_to_month_changes():
     shuffled = smooth[:, rng.permutation(9)]
     same = increment_loss(tf.constant(smooth, tf.float32), tf.constant(smooth, tf.float32), 2)
     assert float(same) == pytest.approx(0.0, abs=1e-7)
-    assert float(
-        increment_loss(tf.constant(shuffled, tf.float32), tf.constant(smooth, tf.float32), 2)
-    ) > 0.005
+    assert (
+        float(increment_loss(tf.constant(shuffled, tf.float32), tf.constant(smooth, tf.float32), 2))
+        > 0.005
+    )
     # Padded steps (weight 0) on both sides add nothing.
     valid = np.ones((6, 9), bool)
     valid[:, 6:] = False
     padded = np.where(valid[..., None], fake, -1.0)
     masked = increment_loss(
-        tf.constant(padded, tf.float32), tf.constant(np.where(valid[..., None], real, -1.0),
-        tf.float32), 2, tf.constant(valid),
+        tf.constant(padded, tf.float32),
+        tf.constant(np.where(valid[..., None], real, -1.0), tf.float32),
+        2,
+        tf.constant(valid),
     )
-    cut = increment_loss(tf.constant(fake[:, :6], tf.float32), tf.constant(real[:, :6], tf.float32), 2)
+    cut = increment_loss(
+        tf.constant(fake[:, :6], tf.float32), tf.constant(real[:, :6], tf.float32), 2
+    )
     # Same changes, compared among more (cancelling) masked rows: scaled by 5/8.
     assert float(masked) == pytest.approx(float(cut) * (6 * 5) / (6 * 8), rel=1e-5)
 
@@ -246,9 +251,7 @@ def test_kept_draws_switch_in_exactly_the_total_variation_for_many_levels():
     from hg_keras.losses import switch_rates
     from hg_keras.noise import draw_blocks
 
-    p = np.array(
-        [[0.5, 0.1, 0.1, 0.3], [0.1, 0.1, 0.5, 0.3], [0.1, 0.4, 0.2, 0.3], [0.25] * 4]
-    )
+    p = np.array([[0.5, 0.1, 0.1, 0.3], [0.1, 0.1, 0.5, 0.3], [0.1, 0.4, 0.2, 0.3], [0.25] * 4])
     probabilities = np.repeat(p[None], 40_000, axis=0).astype(np.float32)
     for rate in (0.0, 0.2):
         drawn = draw_blocks(

@@ -9,9 +9,9 @@ from hg_keras.layers.gate_lstm import first_order_only
 from hg_keras.losses import (
     correlation_loss,
     gradient_penalty,
-    marginal_loss,
     increment_loss,
     level_entropy,
+    marginal_loss,
     temporal_loss,
     wasserstein_critic_loss,
     wasserstein_generator_loss,

@@ -95,6 +95,9 @@ class TrainingConfig:
         confidence_weight: float, weight of the entropy of the persistent
             discrete variables' generated probabilities (v1: 0): a decided
             regimen instead of a hedge drawn drug by drug.
+        profile_weight: float, weight of the month-by-month means of every
+            encoded column against the real batch's (v1: 0): events in the
+            right months, not only at the right overall rate.
         critic_learning_rate: float or None, the critic's Adam learning rate
             (None: `learning_rate`, as v1); a larger one is the two time-scale
             update rule (Heusel et al. 2017, arXiv:1706.08500).
@@ -125,6 +128,7 @@ class TrainingConfig:
     temporal_weight: float = 0.0
     increment_weight: float = 0.0
     confidence_weight: float = 0.0
+    profile_weight: float = 0.0
     critic_learning_rate: float | None = None
     straight_through: bool = False
     holdout: float = 0.2
@@ -220,6 +224,7 @@ def _validate(model, training, where):
         "training.temporal_weight": training.temporal_weight,
         "training.increment_weight": training.increment_weight,
         "training.confidence_weight": training.confidence_weight,
+        "training.profile_weight": training.profile_weight,
         "training.holdout": training.holdout,
     }
     for name, value in non_negative.items():

@@ -202,6 +202,33 @@ def increment_loss(fake, real, numeric_width, weights=None):
     return tf.reduce_mean(tf.abs(difference))
 
 
+def profile_loss(fake, real, weights=None):
+    """How far the two batches' month-by-month means are: mean over months and columns.
+
+    The marginal loss pools months, so a generator may put a month's events
+    in the wrong months: in the default run a drug-missing flag came 3.5x too
+    often in the last two months (its bidirectional LSTM sees the end), and
+    that alone let a recurrent classifier tell synthetic patients apart
+    (discriminative score 0.48, 0.18 with that column hidden). Comparing each
+    month's mean of every encoded column (numerics and level shares) against
+    the real batch's puts the time profile under a direct gradient.
+
+    Args:
+        fake, real: tensors `(batch, time, width)`.
+        weights: optional 0/1 tensor `(batch, time)` shared by both; a
+            month's mean runs over the patients present in it.
+
+    Returns:
+        Scalar tensor.
+    """
+    w = _step_weights(fake, weights)
+    count = tf.reduce_sum(w, axis=0)  # (time, 1)
+    present = tf.cast(count > 0, fake.dtype)
+    means = [tf.reduce_sum(t * w, axis=0) / tf.maximum(count, 1.0) for t in (fake, real)]
+    gap = tf.reduce_mean(tf.abs(means[0] - means[1]), axis=-1, keepdims=True)
+    return tf.reduce_sum(gap * present) / tf.maximum(tf.reduce_sum(present), 1.0)
+
+
 def level_entropy(x, blocks, block_weights, weights=None):
     """Weighted mean normalised entropy of discrete blocks: 0 one-hot, 1 uniform.
 

@@ -73,6 +73,7 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         temporal_weight=training.temporal_weight,
         increment_weight=training.increment_weight,
         confidence_weight=training.confidence_weight,
+        profile_weight=training.profile_weight,
         renewal=renewal_rates(model.discrete_output, transformer),
         straight_through=training.straight_through,
     )

@@ -182,6 +182,30 @@ def test_increment_loss_is_wasserstein_of_month_to_month_changes():
     assert float(masked) == pytest.approx(float(cut) * (6 * 5) / (6 * 8), rel=1e-5)
 
 
+def test_profile_loss_compares_each_months_means():
+    from hg_keras.losses import profile_loss
+
+    rng = np.random.default_rng(7)
+    fake, real = rng.random((5, 6, 3)), rng.random((5, 6, 3))
+    expected = np.mean(np.abs(fake.mean(0) - real.mean(0)))
+    out = profile_loss(tf.constant(fake, tf.float32), tf.constant(real, tf.float32))
+    assert float(out) == pytest.approx(expected, rel=1e-5)
+    # The same values in other months: pooled marginals agree, the profile does not.
+    early = np.zeros((4, 6, 1))
+    early[:, 0] = 1.0
+    late = np.zeros((4, 6, 1))
+    late[:, 5] = 1.0
+    assert float(profile_loss(tf.constant(late), tf.constant(early))) == pytest.approx(2 / 6)
+    # Padded months count only the patients present.
+    valid = np.ones((5, 6), bool)
+    valid[3:, 4:] = False
+    masked = profile_loss(
+        tf.constant(fake, tf.float32), tf.constant(real, tf.float32), tf.constant(valid)
+    )
+    means = [np.stack([x[valid[:, t], t].mean(0) for t in range(6)]) for x in (fake, real)]
+    assert float(masked) == pytest.approx(np.mean(np.abs(means[0] - means[1])), rel=1e-5)
+
+
 def test_level_entropy_is_weighted_normalised_entropy():
     import scipy.stats
 

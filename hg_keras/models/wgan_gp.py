@@ -12,6 +12,7 @@ from hg_keras.losses import (
     increment_loss,
     level_entropy,
     marginal_loss,
+    profile_loss,
     temporal_loss,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
@@ -34,9 +35,11 @@ class WGANGP(keras.Model):
       where corr is the Pearson matrix pooled over batch and time and
       `target` is the training cohort's; beyond v1, optionally
       ``+ marginal_weight * marginal_loss + temporal_weight * temporal_loss
-      + increment_weight * increment_loss + confidence_weight * level_entropy``
+      + increment_weight * increment_loss + confidence_weight * level_entropy
+      + profile_weight * profile_loss``
       (:func:`hg_keras.losses.marginal_loss`, :func:`hg_keras.losses.temporal_loss`,
-      :func:`hg_keras.losses.increment_loss`, :func:`hg_keras.losses.level_entropy`),
+      :func:`hg_keras.losses.increment_loss`, :func:`hg_keras.losses.level_entropy`,
+      :func:`hg_keras.losses.profile_loss`),
       both measured against the step's real batch: the statistics the
       evaluation grades (marginals, autocorrelations, switch rates) get a
       direct gradient instead of waiting for the critic to find them.
@@ -75,6 +78,8 @@ class WGANGP(keras.Model):
             the time-varying discrete blocks, each weighted by ``1 -
             renewal`` (persistent variables such as a regimen are decided by
             the generator; month-by-month events keep their probabilities).
+        profile_weight: float, default 0 (v1): weight of the month-by-month
+            means of every encoded column against the real batch's.
         max_lag: int, autocorrelation lags of the temporal loss.
         renewal: list of the sampler's renewal rates
             (:func:`hg_keras.noise.draw_levels`), one per time-varying
@@ -109,6 +114,7 @@ class WGANGP(keras.Model):
         max_lag=6,
         increment_weight=0.0,
         confidence_weight=0.0,
+        profile_weight=0.0,
         renewal=None,
         straight_through=False,
         **kwargs,
@@ -132,6 +138,7 @@ class WGANGP(keras.Model):
         self.temporal_weight = temporal_weight
         self.increment_weight = increment_weight
         self.confidence_weight = confidence_weight
+        self.profile_weight = profile_weight
         self.max_lag = max_lag
         features = generator.features
         static = set(features["static_columns"])
@@ -160,6 +167,7 @@ class WGANGP(keras.Model):
                 "temporal_loss",
                 "increment_loss",
                 "level_entropy",
+                "profile_loss",
             )
         }
         # Both networks are built functional models; without a call() on real
@@ -244,7 +252,7 @@ class WGANGP(keras.Model):
                 batch.valid,
             )
             # Off (v1) means not even traced: the losses add many small ops.
-            marginal = temporal = increment = entropy = tf.constant(0.0)
+            marginal = temporal = increment = entropy = profile = tf.constant(0.0)
             if self.marginal_weight:
                 marginal = marginal_loss(
                     fake, batch.real, self.numeric_width, self.discrete_blocks, batch.valid
@@ -264,6 +272,8 @@ class WGANGP(keras.Model):
             if self.confidence_weight and self.dynamic_blocks:
                 persistence = [1.0 - r for r in self.renewal or [0.0] * len(self.dynamic_blocks)]
                 entropy = level_entropy(fake, self.dynamic_blocks, persistence, batch.valid)
+            if self.profile_weight:
+                profile = profile_loss(fake, batch.real, batch.valid)
             generator_loss = (
                 adversarial
                 + self.correlation_weight * alignment
@@ -271,6 +281,7 @@ class WGANGP(keras.Model):
                 + self.temporal_weight * temporal
                 + self.increment_weight * increment
                 + self.confidence_weight * entropy
+                + self.profile_weight * profile
             )
             scaled = generator_loss * batch.scale
         gradients = tape.gradient(scaled, self.generator.trainable_variables)
@@ -282,6 +293,7 @@ class WGANGP(keras.Model):
             "temporal_loss": temporal,
             "increment_loss": increment,
             "level_entropy": entropy,
+            "profile_loss": profile,
         }
 
     def _generate(self, batch, noise, seed):

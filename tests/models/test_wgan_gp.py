@@ -41,6 +41,7 @@ def test_train_step_updates_both_networks_and_logs(art_schema):
         "temporal_loss",
         "increment_loss",
         "level_entropy",
+        "profile_loss",
     }
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert int(wgan.critic_optimizer.iterations) == 2

@@ -174,7 +174,7 @@ def test_bad_schema_options_are_named(config, change, message):
         (
             {"discrete_output": "mode"},
             {},
-            "model.discrete_output must be argmax, sample or persistent",
+            "model.discrete_output must be argmax, sample, persistent or joint",
         ),
         ({"conditional": False}, {"rebalance": True}, "rebalance needs model.conditional: true"),
     ],

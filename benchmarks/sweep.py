@@ -21,13 +21,12 @@ import tensorflow as tf  # noqa: E402
 
 from hg_keras.config import ModelConfig, load_config  # noqa: E402
 from hg_keras.data import CohortTransformer, load_cohort  # noqa: E402
-from hg_keras.data.pipeline import correlation_target  # noqa: E402
 from hg_keras.training import build_wgan  # noqa: E402
 
 
 def step_ms(config, transformer, encoded, batch, length, repeats=3):
     keras.utils.set_random_seed(0)
-    wgan = build_wgan(config, transformer, correlation_target(encoded))
+    wgan = build_wgan(config, transformer, encoded)
     spec = tf.TensorSpec((None, None, encoded.shape[2]), tf.float32)
     step = tf.function(wgan.train_step, input_signature=[spec])
     data = tf.constant(encoded[:batch, :length])

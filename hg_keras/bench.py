@@ -133,7 +133,7 @@ def _step_function(config, transformer, encoded, recurrent="gate", kernel=None):
             path for the calls that need no second derivative.
     """
     keras.utils.set_random_seed(0)
-    wgan = build_wgan(config, transformer, correlation_target(encoded), recurrent=recurrent)
+    wgan = build_wgan(config, transformer, encoded, recurrent=recurrent)
     spec = tf.TensorSpec((encoded.shape[0], None, encoded.shape[2]), tf.float32)
     step = tf.function(wgan.train_step, input_signature=[spec])
     with KERNELS[kernel]():
@@ -179,7 +179,7 @@ def _distributed_steps(strategy, config, transformer, encoded, length, repeats):
     """Times a train step replicated by `strategy` over its global batch (`encoded`)."""
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        wgan = build_wgan(config, transformer, correlation_target(encoded))
+        wgan = build_wgan(config, transformer, encoded)
     dataset = tf.data.Dataset.from_tensors(encoded[:, :length].astype("float32")).repeat()
     batches = iter(strategy.experimental_distribute_dataset(dataset))
 

@@ -96,7 +96,7 @@ class TrainingConfig:
             discrete variables' generated probabilities (v1: 0): a decided
             regimen instead of a hedge drawn drug by drug.
         profile_weight: float, weight of the month-by-month means of every
-            encoded column against the real batch's (v1: 0): events in the
+            encoded column against the training cohort's (v1: 0): events in the
             right months, not only at the right overall rate.
         critic_learning_rate: float or None, the critic's Adam learning rate
             (None: `learning_rate`, as v1); a larger one is the two time-scale

@@ -203,7 +203,9 @@ def increment_loss(fake, real, numeric_width, weights=None):
 
 
 def profile_loss(fake, real, weights=None):
-    """How far the two batches' month-by-month means are: mean over months and columns.
+    """How far the generated month-by-month means are from the real ones.
+
+    Mean absolute gap over months and encoded columns.
 
     The marginal loss pools months, so a generator may put a month's events
     in the wrong months: in the default run a drug-missing flag came 3.5x too
@@ -211,12 +213,17 @@ def profile_loss(fake, real, weights=None):
     that alone let a recurrent classifier tell synthetic patients apart
     (discriminative score 0.48, 0.18 with that column hidden). Comparing each
     month's mean of every encoded column (numerics and level shares) against
-    the real batch's puts the time profile under a direct gradient.
+    the real one puts the time profile under a direct gradient.
 
     Args:
-        fake, real: tensors `(batch, time, width)`.
-        weights: optional 0/1 tensor `(batch, time)` shared by both; a
-            month's mean runs over the patients present in it.
+        fake: tensor `(batch, time, width)`.
+        real: the real batch `(batch, time, width)`, or the real month means
+            `(time', width)` with `time' >= time`
+            (:func:`hg_keras.data.pipeline.month_profile` of the whole
+            training cohort; the first `time` months are used).
+        weights: optional 0/1 tensor `(batch, time)` shared by `fake` and a
+            real batch; a month's mean runs over the patients present in it,
+            and a month no patient of `fake` reaches does not count.
 
     Returns:
         Scalar tensor.
@@ -224,8 +231,15 @@ def profile_loss(fake, real, weights=None):
     w = _step_weights(fake, weights)
     count = tf.reduce_sum(w, axis=0)  # (time, 1)
     present = tf.cast(count > 0, fake.dtype)
-    means = [tf.reduce_sum(t * w, axis=0) / tf.maximum(count, 1.0) for t in (fake, real)]
-    gap = tf.reduce_mean(tf.abs(means[0] - means[1]), axis=-1, keepdims=True)
+
+    def means(x):
+        return tf.reduce_sum(x * w, axis=0) / tf.maximum(count, 1.0)
+
+    if real.shape.rank == 2:
+        target = tf.cast(real[: tf.shape(fake)[1]], fake.dtype)
+    else:
+        target = means(real)
+    gap = tf.reduce_mean(tf.abs(means(fake) - target), axis=-1, keepdims=True)
     return tf.reduce_sum(gap * present) / tf.maximum(tf.reduce_sum(present), 1.0)
 
 

@@ -16,6 +16,7 @@ from hg_keras.data.pipeline import (
     check_curriculum,
     correlation_target,
     curriculum_dataset,
+    month_profile,
     patient_weights,
     steps_per_epoch,
 )
@@ -29,10 +30,12 @@ from hg_keras.run_folder import RunFolder
 log = logging.getLogger(__name__)
 
 
-def build_wgan(config, transformer, target, recurrent="gate"):
+def build_wgan(config, transformer, encoded, recurrent="gate"):
     """Builds and compiles the WGAN-GP for `config` (weights from the global seed).
 
     Args:
+        encoded: the encoded training cohort `(patients, time, features)`,
+            for the cohort-wide targets of the losses.
         recurrent: ``gate`` (the model) or ``keras`` (the benchmark's
             ``keras.layers.LSTM`` reference of the same sizes and losses).
     """
@@ -63,7 +66,7 @@ def build_wgan(config, transformer, target, recurrent="gate"):
     wgan = WGANGP(
         generator,
         critic,
-        target,
+        correlation_target(encoded),
         critic_steps=training.critic_steps,
         gradient_penalty_weight=training.gradient_penalty_weight,
         correlation_weight=training.correlation_weight,
@@ -74,6 +77,7 @@ def build_wgan(config, transformer, target, recurrent="gate"):
         increment_weight=training.increment_weight,
         confidence_weight=training.confidence_weight,
         profile_weight=training.profile_weight,
+        profile_target=month_profile(encoded) if training.profile_weight else None,
         renewal=renewal_rates(model.discrete_output, transformer),
         straight_through=training.straight_through,
     )
@@ -157,7 +161,7 @@ def train(
         folder.write_info(data, encoded.shape[0], start_epoch)
 
     with strategy.scope():
-        wgan = build_wgan(config, transformer, correlation_target(encoded))
+        wgan = build_wgan(config, transformer, encoded)
     dataset = _training_dataset(config, transformer, encoded, start_epoch)
     _log_plan(folder, config, encoded, start_epoch, strategy)
     _fit(

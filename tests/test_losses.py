@@ -206,6 +206,29 @@ def test_profile_loss_compares_each_months_means():
     assert float(masked) == pytest.approx(np.mean(np.abs(means[0] - means[1])), rel=1e-5)
 
 
+def test_profile_loss_against_cohort_month_means():
+    from hg_keras.losses import profile_loss
+
+    rng = np.random.default_rng(8)
+    fake, cohort = rng.random((5, 4, 3)), rng.random((7, 4, 3)).mean(axis=0)
+    out = profile_loss(tf.constant(fake, tf.float32), tf.constant(cohort, tf.float32))
+    assert float(out) == pytest.approx(np.mean(np.abs(fake.mean(0) - cohort)), rel=1e-5)
+    # A curriculum prefix uses the target's first months.
+    prefix = profile_loss(tf.constant(fake[:, :2], tf.float32), tf.constant(cohort, tf.float32))
+    assert float(prefix) == pytest.approx(
+        np.mean(np.abs(fake[:, :2].mean(0) - cohort[:2])), rel=1e-5
+    )
+    # Months no generated patient reaches do not count.
+    valid = np.ones((5, 4), bool)
+    valid[:, 3:] = False
+    masked = profile_loss(
+        tf.constant(fake, tf.float32), tf.constant(cohort, tf.float32), tf.constant(valid)
+    )
+    assert float(masked) == pytest.approx(
+        np.mean(np.abs(fake[:, :3].mean(0) - cohort[:3])), rel=1e-5
+    )
+
+
 def test_level_entropy_is_weighted_normalised_entropy():
     import scipy.stats
 

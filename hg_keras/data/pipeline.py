@@ -1,4 +1,4 @@
-"""tf.data pipelines for the curriculum, and the correlation target.
+"""tf.data pipelines for the curriculum, and the cohort-wide targets of the losses.
 
 Health Gym v1 trains every epoch on the first L months of every patient for
 L = 10, 20, ..., 60 in turn, each length in shuffled batches of 256 with the
@@ -105,6 +105,27 @@ def correlation_target(encoded, steps=None):
     rows = encoded.reshape(-1, encoded.shape[-1])
     rows = rows[~np.all(rows == PAD, axis=-1)]
     return pooled_correlation(tf.constant(rows)).numpy().astype(np.float32)
+
+
+def month_profile(encoded):
+    """Each month's mean of every encoded column over the patients present in it.
+
+    The target of :func:`hg_keras.losses.profile_loss`: a 64-patient batch's
+    month means are too noisy for a 2 % flag (one patient more or less is a
+    1.6-point swing), so the generator is held to the whole training
+    cohort's instead. Padded months (variable-length patients) do not count;
+    a month no patient reaches gets 0 (no batch reaches it either).
+
+    Args:
+        encoded: array `(patients, time, features)`.
+
+    Returns:
+        float32 array `(time, features)`.
+    """
+    encoded = np.asarray(encoded, dtype=np.float64)
+    present = ~np.all(encoded == PAD, axis=-1, keepdims=True)
+    totals = np.where(present, encoded, 0.0).sum(axis=0)
+    return (totals / np.maximum(present.sum(axis=0), 1)).astype(np.float32)
 
 
 def patient_weights(encoded, columns):

@@ -79,7 +79,11 @@ class WGANGP(keras.Model):
             renewal`` (persistent variables such as a regimen are decided by
             the generator; month-by-month events keep their probabilities).
         profile_weight: float, default 0 (v1): weight of the month-by-month
-            means of every encoded column against the real batch's.
+            means of every encoded column against `profile_target`.
+        profile_target: array `(time, features)`, the training cohort's month
+            means (:func:`hg_keras.data.pipeline.month_profile`); None
+            compares against the real batch's, which for a rare flag is
+            mostly sampling noise.
         max_lag: int, autocorrelation lags of the temporal loss.
         renewal: list of the sampler's renewal rates
             (:func:`hg_keras.noise.draw_levels`), one per time-varying
@@ -115,6 +119,7 @@ class WGANGP(keras.Model):
         increment_weight=0.0,
         confidence_weight=0.0,
         profile_weight=0.0,
+        profile_target=None,
         renewal=None,
         straight_through=False,
         **kwargs,
@@ -139,6 +144,9 @@ class WGANGP(keras.Model):
         self.increment_weight = increment_weight
         self.confidence_weight = confidence_weight
         self.profile_weight = profile_weight
+        self.profile_target = (
+            None if profile_target is None else tf.constant(profile_target, dtype=tf.float32)
+        )
         self.max_lag = max_lag
         features = generator.features
         static = set(features["static_columns"])
@@ -273,7 +281,8 @@ class WGANGP(keras.Model):
                 persistence = [1.0 - r for r in self.renewal or [0.0] * len(self.dynamic_blocks)]
                 entropy = level_entropy(fake, self.dynamic_blocks, persistence, batch.valid)
             if self.profile_weight:
-                profile = profile_loss(fake, batch.real, batch.valid)
+                target = batch.real if self.profile_target is None else self.profile_target
+                profile = profile_loss(fake, target, batch.valid)
             generator_loss = (
                 adversarial
                 + self.correlation_weight * alignment

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from hg_keras.data.pipeline import correlation_target, curriculum_dataset, steps_per_epoch
+from hg_keras.data.pipeline import (
+    correlation_target,
+    curriculum_dataset,
+    month_profile,
+    steps_per_epoch,
+)
+from hg_keras.data.transforms import PAD
 from hg_keras.errors import InputError
 
 
@@ -48,3 +54,14 @@ def test_correlation_target_is_pooled_pearson(encoded):
     np.testing.assert_allclose(correlation_target(encoded), expected, atol=1e-6)
     prefix = np.corrcoef(encoded[:, :2].reshape(-1, 3).astype(np.float64), rowvar=False)
     np.testing.assert_allclose(correlation_target(encoded, steps=2), prefix, atol=1e-6)
+
+
+def test_month_profile_averages_each_month_over_present_patients(encoded):
+    np.testing.assert_allclose(month_profile(encoded), encoded.mean(axis=0), atol=1e-6)
+    padded = encoded.copy()
+    padded[7:, 4:] = PAD  # three patients end after month 3
+    expected = [padded[: 7 if t >= 4 else 10, t].mean(axis=0) for t in range(6)]
+    np.testing.assert_allclose(month_profile(padded), np.stack(expected), atol=1e-6)
+    nobody = padded.copy()
+    nobody[:, 5:] = PAD
+    np.testing.assert_array_equal(month_profile(nobody)[5], 0.0)

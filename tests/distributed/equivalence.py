@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from hg_keras.config import load_config  # noqa: E402
-from hg_keras.data.pipeline import correlation_target, curriculum_dataset  # noqa: E402
+from hg_keras.data.pipeline import curriculum_dataset  # noqa: E402
 from hg_keras.data.transforms import CohortTransformer  # noqa: E402
 from hg_keras.holdout import load_training_cohort  # noqa: E402
 from hg_keras.training import build_wgan  # noqa: E402
@@ -35,7 +35,7 @@ def run(strategy, config, encoded, transformer):
     training = config.training
     keras.utils.set_random_seed(training.seed)
     with strategy.scope():
-        wgan = build_wgan(config, transformer, correlation_target(encoded))
+        wgan = build_wgan(config, transformer, encoded)
     dataset = curriculum_dataset(encoded, training.curriculum, training.batch_size, training.seed)
     logs = StepLogs()
     wgan.fit(dataset, epochs=1, callbacks=[logs], verbose=0, shuffle=False)

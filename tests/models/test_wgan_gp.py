@@ -1,5 +1,7 @@
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from hg_keras.data import CohortTransformer, load_cohort
 from hg_keras.data.pipeline import correlation_target
@@ -61,3 +63,27 @@ def test_same_seed_same_training(art_schema):
         results.append(wgan.generator.get_weights())
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_profile_loss_is_held_to_the_training_cohorts_month_means(tiny_config_path):
+    from hg_keras.config import load_config
+    from hg_keras.data import CohortTransformer, load_cohort
+    from hg_keras.data.pipeline import month_profile
+    from hg_keras.losses import profile_loss
+    from hg_keras.training import build_wgan
+
+    config = load_config(tiny_config_path).replace_training(profile_weight=5.0)
+    frame = load_cohort(patients=8)
+    transformer = CohortTransformer(config.schema).fit(frame)
+    encoded = transformer.encode(frame)[:, :6]
+    keras.utils.set_random_seed(0)
+    wgan = build_wgan(config, transformer, encoded)
+    np.testing.assert_allclose(wgan.profile_target.numpy(), encoded.mean(axis=0), atol=1e-6)
+    # The logged loss is the generated batch's month means against that target.
+    noise = wgan.noise(8, 6, tf.constant([0, 1], tf.int64))
+    fake = wgan.generator(noise)
+    cohort = profile_loss(fake, tf.constant(month_profile(encoded)))
+    expected = np.mean(np.abs(fake.numpy().mean(axis=0) - encoded.mean(axis=0)))
+    assert float(cohort) == pytest.approx(expected, rel=1e-5)
+    logs = wgan.train_step(tf.constant(encoded))
+    assert np.isfinite(float(logs["profile_loss"])) and float(logs["profile_loss"]) > 0

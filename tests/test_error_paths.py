@@ -26,6 +26,8 @@ def run(*args):
             "model.latent_distribution must be uniform or normal, got 'gamma'",
         ),
         ("training:\n  epochs: many\n", "training: epochs must be an integer, got 'many'"),
+        ("model:\n  numeric_margin: -0.1\n", "model.numeric_margin must be zero or positive"),
+        ("training:\n  profile_weight: -1\n", "training.profile_weight must be zero or positive"),
     ],
 )
 def test_bad_config_values(tmp_path, override, message):

@@ -71,23 +71,25 @@ def test_sigterm_stops_cleanly_and_keeps_the_last_epoch(tmp_path, tiny_config_pa
     assert json.loads((out / "run.json").read_text())["epochs_completed"] == done
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_config_path):
+def train_in_process(*args):
+    result = CliRunner().invoke(cli, ["train", *map(str, args), "--no-evaluation"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def assert_same_generator(run_a, run_b):
+    for a, b in zip(
+        keras.models.load_model(run_a / "generator.keras").get_weights(),
+        keras.models.load_model(run_b / "generator.keras").get_weights(),
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_resumed_runs_equal_an_uninterrupted_one(tmp_path, tiny_config_path):
+    """Killed mid-run (kill -9) or finished early and extended: the same weights."""
     epochs = 6
     straight = tmp_path / "straight"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "--config",
-            str(tiny_config_path),
-            "--out",
-            str(straight),
-            "--epochs",
-            str(epochs),
-            "--no-evaluation",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    train_in_process("--config", tiny_config_path, "--out", straight, "--epochs", epochs)
 
     killed = tmp_path / "killed"
     process = start_training(tiny_config_path, killed, epochs=epochs)
@@ -96,16 +98,18 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_config_pa
     process.wait(timeout=60)
     stopped_at = completed_epochs(killed / "checkpoint")
     assert 2 <= stopped_at < epochs
-
-    result = CliRunner().invoke(cli, ["train", "--resume", "--out", str(killed), "--no-evaluation"])
-    assert result.exit_code == 0, result.output
-    assert f"epochs {stopped_at + 1}..{epochs}" in result.output
-    for a, b in zip(
-        keras.models.load_model(straight / "generator.keras").get_weights(),
-        keras.models.load_model(killed / "generator.keras").get_weights(),
-    ):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    output = train_in_process("--resume", "--out", killed)
+    assert f"epochs {stopped_at + 1}..{epochs}" in output
+    assert_same_generator(straight, killed)
     history = pd.read_csv(killed / "logs" / "history.csv")
+    assert list(history["epoch"]) == list(range(epochs))
+
+    extended = tmp_path / "extended"
+    train_in_process("--config", tiny_config_path, "--out", extended, "--epochs", 3)
+    output = train_in_process("--resume", "--out", extended, "--epochs", epochs)
+    assert f"epochs 4..{epochs}" in output
+    assert_same_generator(straight, extended)
+    history = pd.read_csv(extended / "logs" / "history.csv")
     assert list(history["epoch"]) == list(range(epochs))
 
 

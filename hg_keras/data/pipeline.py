@@ -90,6 +90,11 @@ def curriculum_dataset(
     return dataset.with_options(options).prefetch(2)
 
 
+def _present(encoded):
+    """`(patients, time)` bool: the months a patient has (not :data:`PAD` padding)."""
+    return ~np.all(encoded == PAD, axis=-1)
+
+
 def correlation_target(encoded, steps=None):
     """Pearson matrix of the encoded features pooled over patients and time.
 
@@ -102,8 +107,7 @@ def correlation_target(encoded, steps=None):
         steps: int, only the first `steps` months (default: all).
     """
     encoded = np.asarray(encoded[:, :steps], dtype=np.float64)
-    rows = encoded.reshape(-1, encoded.shape[-1])
-    rows = rows[~np.all(rows == PAD, axis=-1)]
+    rows = encoded[_present(encoded)]
     return pooled_correlation(tf.constant(rows)).numpy().astype(np.float32)
 
 
@@ -123,7 +127,7 @@ def month_profile(encoded):
         float32 array `(time, features)`.
     """
     encoded = np.asarray(encoded, dtype=np.float64)
-    present = ~np.all(encoded == PAD, axis=-1, keepdims=True)
+    present = _present(encoded)[..., None]
     totals = np.where(present, encoded, 0.0).sum(axis=0)
     return (totals / np.maximum(present.sum(axis=0), 1)).astype(np.float32)
 

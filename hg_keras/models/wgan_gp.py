@@ -40,7 +40,8 @@ class WGANGP(keras.Model):
       (:func:`hg_keras.losses.marginal_loss`, :func:`hg_keras.losses.temporal_loss`,
       :func:`hg_keras.losses.increment_loss`, :func:`hg_keras.losses.level_entropy`,
       :func:`hg_keras.losses.profile_loss`),
-      both measured against the step's real batch: the statistics the
+      measured against the step's real batch (the profile against the
+      cohort's month means, `profile_target`): the statistics the
       evaluation grades (marginals, autocorrelations, switch rates) get a
       direct gradient instead of waiting for the critic to find them.
 

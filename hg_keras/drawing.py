@@ -12,6 +12,7 @@ import tensorflow as tf
 from hg_keras import noise
 from hg_keras.conditions import group_table, length_table
 from hg_keras.data.transforms import PAD
+from hg_keras.layers.carry_forward import CarryForward
 from hg_keras.layers.gate_lstm import first_order_only
 
 
@@ -46,6 +47,8 @@ class PatientDraw:
             self.joint = {"names": combos["columns"], "table": table, "renewal": combos["renewal"]}
         self.lengths = length_table(transformer) if transformer.schema.variable_length else None
         self.groups = group_table(transformer, where) if generator.conditional else None
+        carried = self.layout.carried
+        self.carry_forward = CarryForward(carried, hard=True) if carried else None
 
     def __call__(self, size, steps, seed_pair, draw_lengths=True):
         """One chunk: `size` patients of `steps` steps keyed by `seed_pair`.
@@ -86,4 +89,6 @@ class PatientDraw:
             encoded = self.generator(inputs, training=False)
         if self.discrete_output != "argmax":
             encoded = noise.draw_levels(encoded, self.layout, seed_pair, self.renewal, self.joint)
+        if self.carry_forward is not None:
+            encoded = self.carry_forward(encoded)
         return tf.where(valid, encoded, PAD), lengths

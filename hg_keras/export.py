@@ -10,7 +10,8 @@ hg_keras. Signatures:
 * ``sample_from_noise(noise)``: decoded outputs for explicit noise
   `(patients, steps, latent_dim)`.
 * ``sample_encoded(noise)``: the generator's raw `(patients, steps, features)`
-  output (sigmoid numerics in [0, 1], softmax blocks).
+  output (sigmoid numerics in [0, 1], softmax blocks), before carried
+  values (schema ``carried_when``) are made to follow their flags.
 
 Decoded outputs are one `(patients, steps)` tensor per schema variable, named
 by :func:`output_name` (``Rel CD4`` -> ``Rel_CD4``): float64 clinical values
@@ -37,6 +38,7 @@ import tensorflow.experimental.numpy as tnp
 
 from hg_keras.data.schema import gap_name, indicator_name
 from hg_keras.errors import InputError
+from hg_keras.layers.carry_forward import CarryForward
 from hg_keras.layers.gate_lstm import first_order_only
 from hg_keras.run_folder import RunFolder
 from hg_keras.sampling import CHUNK_PATIENTS, TrainedRun
@@ -141,6 +143,8 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
     if schema.irregular_time:
         output_types[output_name(schema.time)] = tf.float64
     drawer = run.drawer()
+    # Carried values (schema ``carried_when``) follow the decoded flags, as in ``sample``.
+    carry_forward = CarryForward(transformer.layout.carried, hard=True)
 
     def draw(size, seq_len, seed_pair):
         """One chunk of decoded patients, drawn by the function ``sample`` draws with."""
@@ -187,7 +191,7 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
         def sample_from_noise(noise, condition):
             with first_order_only():
                 encoded = generator([noise, condition], training=False)
-            return decode_in_graph(encoded, transformer)
+            return decode_in_graph(carry_forward(encoded), transformer)
 
         @tf.function(input_signature=[noise_spec, condition_spec])
         def sample_encoded(noise, condition):
@@ -200,7 +204,7 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
         def sample_from_noise(noise):
             with first_order_only():
                 encoded = generator(noise, training=False)
-            return decode_in_graph(encoded, transformer)
+            return decode_in_graph(carry_forward(encoded), transformer)
 
         @tf.function(input_signature=[noise_spec])
         def sample_encoded(noise):

@@ -42,7 +42,7 @@ def load_training_cohort(config, data=None, with_holdout=False):
         with_holdout: bool, also return the holdout frame (None when
             ``training.holdout`` is 0 or no patient is left for it).
     """
-    if data is None and config.schema != load_config("art4hiv").schema:
+    if data is None and config.schema.without_carry() != load_config("art4hiv").schema:
         raise InputError(
             "the embedded cohort is ART for HIV; this config's schema needs --data PATH "
             "(a CSV or Parquet cohort in that schema)"

@@ -80,6 +80,7 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         profile_target=month_profile(encoded) if training.profile_weight else None,
         renewal=renewal_rates(model.discrete_output, transformer),
         straight_through=training.straight_through,
+        carried=transformer.layout.carried,
     )
 
     def adam(name, rate):

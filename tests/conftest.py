@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,13 +41,29 @@ def tiny_config_path(tmp_path):
     return path
 
 
+# What the embedded cohort's values under its missing flags are: the last observation.
+CARRIED = {"VL": ("VL (M)", 1), "CD4": ("CD4 (M)", 1), "Rel CD4": ("CD4 (M)", 1)}
+
+
+def carrying(schema):
+    """`schema` with the embedded cohort's carried-forward values declared."""
+    variables = tuple(
+        dataclasses.replace(v, carried_when=CARRIED.get(v.name, ())) for v in schema.variables
+    )
+    return dataclasses.replace(schema, variables=variables)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """A tiny run trained once for the sampling and export tests."""
+    """A tiny run trained once for the sampling and export tests; its schema
+    carries VL, CD4 and Rel CD4 forward under their flags, so sampling and the
+    SavedModel are tested with ``carried_when``."""
     from hg_keras.config import builtin_config_path
     from hg_keras.training import train
 
     folder = tmp_path_factory.mktemp("trained")
     path = folder / "tiny.yaml"
     path.write_text(TINY_CONFIG.format(base=builtin_config_path("art4hiv")))
-    return train(load_config(path), out=folder / "run", verbose=0)
+    config = load_config(path)
+    config = dataclasses.replace(config, schema=carrying(config.schema))
+    return train(config, out=folder / "run", verbose=0)

@@ -28,6 +28,18 @@ def test_sample_cli_writes_a_cohort_that_reloads_with_the_schema(trained_run, tm
     assert (frame[["VL", "CD4", "Rel CD4"]] > -1e-3).all().all()
 
 
+def test_carried_values_repeat_exactly_under_their_flags(trained_run):
+    """The run's schema carries VL, CD4 and Rel CD4 under VL (M) / CD4 (M) (conftest)."""
+    frame = TrainedRun(trained_run).sample_frame(1000, 6, seed=1)
+    months = {name: frame[name].to_numpy().reshape(1000, 6) for name in frame.columns}
+    for name, flag in [("VL", "VL (M)"), ("CD4", "CD4 (M)"), ("Rel CD4", "CD4 (M)")]:
+        flagged = months[flag][:, 1:] == 1
+        assert flagged.any(), f"no month of {flag} was drawn set; the test would prove nothing"
+        repeated = months[name][:, 1:] == months[name][:, :-1]
+        assert repeated[flagged].all()
+        assert repeated[~flagged].mean() < 0.05  # measured months are the generator's own
+
+
 def test_same_seed_same_file_other_seed_other_file(trained_run, tmp_path):
     paths = []
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):

@@ -50,6 +50,11 @@ class Variable:
             passes through the transforms; for evaluation only, not training).
         embedding_size: int, width of the critic's soft embedding of a
             discrete block (Health Gym: 2 for binary, 4 for categorical).
+        carried_when: `(flag, code)` or empty: wherever the binary column
+            `flag` holds `code`, this variable repeats its previous step
+            (a last-observation-carried-forward cohort, such as ART for HIV's
+            values under ``VL (M)``). The generator's output obeys the rule
+            (:class:`hg_keras.layers.CarryForward`) instead of learning it.
     """
 
     name: str
@@ -59,6 +64,7 @@ class Variable:
     transform: str = "boxcox"
     missing: str = "error"
     embedding_size: int = 0
+    carried_when: tuple = ()
 
     @property
     def is_numeric(self):
@@ -89,6 +95,9 @@ class Variable:
             out["static"] = True
         if self.missing != "error":
             out["missing"] = self.missing
+        if self.carried_when:
+            flag, code = self.carried_when
+            out["carried_when"] = {flag: code}
         return out
 
 
@@ -126,6 +135,12 @@ class Schema:
         if not self.derived:
             return self
         return dataclasses.replace(self, variables=modelled_variables(self), irregular_time=False)
+
+    def without_carry(self):
+        """The same columns with no ``carried_when`` rule: what a cohort file
+        must match (a rule constrains the generator, not which files fit)."""
+        variables = tuple(dataclasses.replace(v, carried_when=()) for v in self.variables)
+        return dataclasses.replace(self, variables=variables)
 
     @property
     def static_discrete(self):
@@ -193,6 +208,9 @@ class Schema:
             lengths=lengths,
             irregular_time=irregular,
         )
+        for variable in variables:
+            if variable.carried_when:
+                _check_carried(schema, variable, where)
         derived = schema.modelled().variables[len(variables) :]
         for variable in derived:
             if variable.name in names:
@@ -202,10 +220,55 @@ class Schema:
         return schema
 
 
+def _check_carried(schema, variable, where):
+    """A carried variable is time-varying and its flag a time-varying binary column."""
+    flag, code = variable.carried_when
+    where = f"{where}: variable '{variable.name}', carried_when"
+    if variable.static:
+        raise InputError(f"{where}: a static variable is never carried from step to step")
+    if flag == variable.name or flag not in schema.names:
+        raise InputError(f"{where}: '{flag}' is not another variable of the schema")
+    flag_variable = schema.variable(flag)
+    if flag_variable.kind != "binary" or flag_variable.static:
+        raise InputError(f"{where}: '{flag}' must be a time-varying binary variable")
+    if code not in flag_variable.codes:
+        raise InputError(
+            f"{where}: code {code} is not a level of '{flag}' "
+            f"(codes: {', '.join(map(str, flag_variable.codes))})"
+        )
+
+
+def _carried_from_entry(entry, where):
+    """`carried_when: {flag: code}` as `(flag, code)`; empty when absent."""
+    if "carried_when" not in entry:
+        return ()
+    value = entry["carried_when"]
+    if not isinstance(value, dict) or len(value) != 1:
+        raise InputError(
+            f"{where}: carried_when must be one 'flag column: code' pair, "
+            f"such as {{VL (M): 1}}; got {value!r}"
+        )
+    ((flag, code),) = value.items()
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise InputError(
+            f"{where}: carried_when code for '{flag}' must be an integer, got {code!r}"
+        )
+    return (str(flag), int(code))
+
+
 def _variable_from_dict(entry, where):
     if not isinstance(entry, dict):
         raise InputError(f"{where}: expected a mapping with name and kind")
-    allowed = {"name", "kind", "levels", "static", "transform", "missing", "embedding_size"}
+    allowed = {
+        "name",
+        "kind",
+        "levels",
+        "static",
+        "transform",
+        "missing",
+        "embedding_size",
+        "carried_when",
+    }
     check_keys(entry, allowed, where)
     if "name" not in entry or "kind" not in entry:
         raise InputError(f"{where}: every variable needs 'name' and 'kind'")
@@ -228,7 +291,14 @@ def _variable_from_dict(entry, where):
             raise InputError(
                 f"{where}: transform '{transform}' is not one of {', '.join(TRANSFORMS)}"
             )
-        return Variable(name=name, kind=kind, static=static, transform=transform, missing=missing)
+        return Variable(
+            name=name,
+            kind=kind,
+            static=static,
+            transform=transform,
+            missing=missing,
+            carried_when=_carried_from_entry(entry, where),
+        )
     if "transform" in entry:
         raise InputError(f"{where}: a {kind} variable takes no 'transform'")
     levels = entry.get("levels")
@@ -258,6 +328,7 @@ def _variable_from_dict(entry, where):
         static=static,
         missing=missing,
         embedding_size=embedding_size,
+        carried_when=_carried_from_entry(entry, where),
     )
 
 

@@ -70,6 +70,17 @@ class FeatureLayout:
         self.blocks = tuple(blocks)
         self.width = start
         self.numeric_width = len(numeric)
+        self.carried = tuple(self._carried(schema))
+
+    def _carried(self, schema):
+        """`[start, end, flag column]` per carried variable (Variable.carried_when):
+        its encoded columns and the one-hot column of the flag level that carries it."""
+        for variable in schema.variables:
+            if variable.carried_when:
+                flag, code = variable.carried_when
+                block = self.block(variable.name)
+                level = schema.variable(flag).codes.index(code)
+                yield [block.start, block.end, self.block(flag).start + level]
 
     @property
     def numeric_blocks(self):

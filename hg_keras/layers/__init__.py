@@ -1,6 +1,7 @@
 """Custom Keras layers: the gate-equation LSTM, soft embedding, output heads, conditioning."""
 
 from hg_keras.layers.block_activation import BlockActivation, StaticPooling
+from hg_keras.layers.carry_forward import CarryForward
 from hg_keras.layers.conditioning import AppendCondition, ImposeCondition
 from hg_keras.layers.gate_lstm import FlipBackwardHalf, GateLSTM, bidirectional_gate_lstm
 from hg_keras.layers.patient_latent import PatientLatent
@@ -10,6 +11,7 @@ from hg_keras.layers.soft_embedding import SoftEmbedding
 __all__ = [
     "AppendCondition",
     "BlockActivation",
+    "CarryForward",
     "ImposeCondition",
     "FlipBackwardHalf",
     "GateLSTM",

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from hg_keras import noise as streams
 from hg_keras.data.transforms import PAD
+from hg_keras.layers.carry_forward import CarryForward
 from hg_keras.layers.gate_lstm import first_order_only
 from hg_keras.losses import (
     correlation_loss,
@@ -98,6 +99,11 @@ class WGANGP(keras.Model):
             through to the probabilities (Bengio et al. 2013,
             arXiv:1308.3432). Otherwise a critic tells real from fake by
             softness alone.
+        carried: list of `[start, end, flag column]`, default empty (v1):
+            variables that repeat their previous month wherever their flag
+            is set (``carried_when`` in the schema), imposed on the
+            generator's output by :class:`hg_keras.layers.CarryForward`
+            before the critic and the losses see it, as sampling imposes it.
 
     Logged per epoch (means over its steps): ``critic_loss``,
     ``gradient_penalty`` (unweighted), ``wasserstein`` (mean D(real) - mean
@@ -123,6 +129,7 @@ class WGANGP(keras.Model):
         profile_target=None,
         renewal=None,
         straight_through=False,
+        carried=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -157,6 +164,7 @@ class WGANGP(keras.Model):
         self.dynamic_blocks = [(s, e) for s, e in blocks if s not in static]
         self.renewal = list(renewal) if renewal is not None else None
         self.straight_through = straight_through
+        self.carry_forward = CarryForward(carried) if carried else None
         dynamic_rates = iter(self.renewal or [1.0] * len(self.dynamic_blocks))
         self.draw_rates = [0.0 if s in static else next(dynamic_rates) for s, _ in blocks]
         if self.renewal is not None and len(self.renewal) != len(self.dynamic_blocks):
@@ -322,6 +330,9 @@ class WGANGP(keras.Model):
         if self.straight_through and self.discrete_blocks:
             hard = draw_blocks(fake, self.discrete_blocks, self.draw_rates, seed)
             shown = fake + tf.stop_gradient(hard - fake)
+        if self.carry_forward is not None:
+            # Each from its own flags: soft ones for `fake`, drawn ones for `shown`.
+            fake, shown = self.carry_forward(fake), self.carry_forward(shown)
         if valid is not None:
             fake = tf.where(valid[..., None], fake, PAD)
             shown = tf.where(valid[..., None], shown, PAD)

@@ -1,7 +1,10 @@
+import re
+
 import pytest
 
 from hg_keras.config import load_config
 from hg_keras.data.schema import Schema
+from hg_keras.data.transforms import FeatureLayout
 from hg_keras.errors import InputError
 
 
@@ -58,6 +61,53 @@ def test_schema_round_trips_through_dict(art_schema):
 def test_bad_schema_entries_are_named(variables, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace("?", r"\?")):
         Schema.from_dict({"id": "id", "time": "t", "variables": variables})
+
+
+FLAG = {"name": "M", "kind": "binary", "levels": {0: "False", 1: "True"}}
+
+
+@pytest.mark.parametrize(
+    "carried_when, flag, message",
+    [
+        ({"M": 1, "N": 1}, FLAG, "one 'flag column: code' pair"),
+        ("M", FLAG, "one 'flag column: code' pair"),
+        ({"M": "yes"}, FLAG, "code for 'M' must be an integer"),
+        ({"Q": 1}, FLAG, "'Q' is not another variable"),
+        ({"A": 1}, FLAG, "'A' is not another variable"),
+        ({"M": 2}, FLAG, "code 2 is not a level of 'M' (codes: 0, 1)"),
+        ({"M": 1}, {**FLAG, "static": True}, "'M' must be a time-varying binary"),
+        ({"M": 1}, {"name": "M", "kind": "numeric"}, "'M' must be a time-varying binary"),
+    ],
+)
+def test_bad_carried_when_is_named(carried_when, flag, message):
+    variables = [{"name": "A", "kind": "numeric", "carried_when": carried_when}, flag]
+    with pytest.raises(InputError, match=re.escape(message)):
+        Schema.from_dict({"id": "id", "time": "t", "variables": variables})
+
+
+def test_carried_when_round_trips_and_locates_its_flag_level():
+    schema = Schema.from_dict(
+        {
+            "id": "id",
+            "time": "t",
+            "variables": [
+                {"name": "A", "kind": "numeric", "carried_when": {"M": 1}},
+                {"name": "C", "kind": "categorical", "levels": {5: "x", 7: "y"}},
+                {"name": "B", "kind": "numeric"},
+                {"name": "M", "kind": "binary", "levels": {1: "True", 0: "False"}},
+                {
+                    "name": "D",
+                    "kind": "categorical",
+                    "levels": {0: "u", 1: "v", 2: "w"},
+                    "carried_when": {"M": 0},
+                },
+            ],
+        }
+    )
+    assert schema.variable("A").carried_when == ("M", 1)
+    assert Schema.from_dict(schema.to_dict()) == schema
+    # Encoded: A, B, C_0, C_1, M_0 (code 1), M_1 (code 0), D_0..D_2.
+    assert FeatureLayout(schema).carried == ([0, 1, 4], [6, 9, 5])
 
 
 def test_config_unknown_key_suggests(tmp_path):

@@ -1,10 +1,11 @@
-"""PatientLatent and SequenceScore against NumPy references of what they compute."""
+"""PatientLatent, SequenceScore and CarryForward against NumPy references of what they compute."""
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from hg_keras.layers import PatientLatent, SequenceScore
+from hg_keras.layers import CarryForward, PatientLatent, SequenceScore
 
 
 def test_patient_latent_holds_month_zero_channels_for_every_month():
@@ -21,6 +22,70 @@ def test_patient_latent_round_trips_and_refuses_bad_sizes():
     assert layer.dims == 3
     with pytest.raises(ValueError, match="dims must be a non-negative integer"):
         PatientLatent(-1)
+
+
+def reference_carry(x, carried, hard):
+    """Month by month: a governed column keeps last month's value with the flag's weight."""
+    y = x.copy()
+    for start, end, flag in carried:
+        for t in range(1, x.shape[1]):
+            p = x[:, t, flag : flag + 1]
+            if hard:
+                p = (p > 0.5).astype(x.dtype)
+            y[:, t, start:end] = p * y[:, t - 1, start:end] + (1 - p) * x[:, t, start:end]
+    return y
+
+
+def carry_inputs(seed=3):
+    """Two numerics, a 3-level block, two binary flags (one-hot pairs at 5:7 and 7:9)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((4, 9, 9)).astype("float32")
+    x[..., 5] = rng.random((4, 9)) < 0.4  # drawn flag: 0 or 1 exactly
+    x[..., 6] = 1 - x[..., 5]
+    x[..., 7] = rng.random((4, 9))  # soft flag
+    x[..., 8] = 1 - x[..., 7]
+    return x
+
+
+CARRIED = [[0, 1, 5], [2, 5, 7]]  # numeric 0 under flag 5:7, block 2:5 under flag 7:9
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_carry_forward_matches_month_by_month_reference(hard):
+    x = carry_inputs()
+    layer = CarryForward(CARRIED, hard=hard)
+    np.testing.assert_allclose(np.asarray(layer(x)), reference_carry(x, CARRIED, hard), atol=1e-6)
+    # Inside a graph with unknown patients and months, as the SavedModel runs it.
+    graph = tf.function(layer, input_signature=[tf.TensorSpec([None, None, 9])])
+    np.testing.assert_allclose(graph(x).numpy(), reference_carry(x, CARRIED, hard), atol=1e-6)
+
+
+def test_carry_forward_repeats_exactly_under_a_drawn_flag():
+    x = carry_inputs()
+    y = np.asarray(CarryForward(CARRIED, hard=True)(x))
+    flagged = x[:, 1:, 5] == 1
+    np.testing.assert_array_equal(y[:, 1:, 0][flagged], y[:, :-1, 0][flagged])
+    np.testing.assert_array_equal(y[:, 1:, 0][~flagged], x[:, 1:, 0][~flagged])
+    np.testing.assert_array_equal(y[:, 0], x[:, 0])  # month 0 has nothing to carry
+    np.testing.assert_array_equal(y[..., 1], x[..., 1])  # ungoverned columns untouched
+    np.testing.assert_array_equal(y[..., 5:], x[..., 5:])
+
+
+def test_carry_forward_gradient_is_finite_and_reaches_the_flag():
+    x = tf.constant(carry_inputs())
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(CarryForward(CARRIED)(x) ** 2)
+    gradient = tape.gradient(loss, x).numpy()
+    assert np.isfinite(gradient).all()
+    assert np.abs(gradient[:, 1:, 7]).max() > 0  # the soft flag learns from the carried values
+
+
+def test_carry_forward_round_trips_and_refuses_a_flag_inside_its_block():
+    layer = CarryForward.from_config(CarryForward(CARRIED, hard=True, name="c").get_config())
+    assert layer.carried == CARRIED and layer.hard
+    with pytest.raises(ValueError, match="is not \\[start, end, flag\\]"):
+        CarryForward([[2, 5, 3]])
 
 
 def reference_score(sequence, mask, units, final_kernel, final_bias, step_kernel, step_bias):

@@ -1,8 +1,11 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from hg_keras.config import load_config
 from hg_keras.data import CohortTransformer, load_cohort
 from hg_keras.data.pipeline import correlation_target
 from hg_keras.models import WGANGP, Critic, Generator
@@ -87,3 +90,37 @@ def test_profile_loss_is_held_to_the_training_cohorts_month_means(tiny_config_pa
     assert float(cohort) == pytest.approx(expected, rel=1e-5)
     logs = wgan.train_step(tf.constant(encoded))
     assert np.isfinite(float(logs["profile_loss"])) and float(logs["profile_loss"]) > 0
+
+
+def test_carried_values_follow_their_flags_in_what_the_critic_sees(art_schema):
+    """build_wgan passes the schema's ``carried_when`` on: with straight-through
+    draws the critic's view repeats VL exactly under a drawn ``VL (M)``, and the
+    soft output (the losses' view) carries by the flag's probability."""
+    from conftest import carrying
+
+    from hg_keras.models.wgan_gp import _Batch
+    from hg_keras.training import build_wgan
+
+    schema = carrying(art_schema)
+    frame = load_cohort(patients=8)
+    transformer = CohortTransformer(schema).fit(frame)
+    encoded = transformer.encode(frame)[:, :6]
+    config = load_config("art4hiv").replace_training(straight_through=True)
+    config = dataclasses.replace(config, schema=schema)
+    keras.utils.set_random_seed(0)
+    wgan = build_wgan(config, transformer, encoded)
+    layout = transformer.layout
+    vl, flag = layout.block("VL").start, layout.block("VL (M)").start + 1
+    assert [vl, vl + 1, flag] in [list(c) for c in wgan.carry_forward.carried]
+
+    seed = tf.constant([0, 1], tf.int64)
+    noise = wgan.noise(8, 6, seed)
+    raw = wgan.generator(noise).numpy()
+    fake, shown = (t.numpy() for t in wgan._generate(_Batch(wgan, encoded), noise, seed))
+    drawn = shown[:, 1:, flag] == 1
+    assert drawn.any() and (~drawn).any()
+    np.testing.assert_array_equal(shown[:, 1:, vl][drawn], shown[:, :-1, vl][drawn])
+    np.testing.assert_allclose(shown[:, 1:, vl][~drawn], raw[:, 1:, vl][~drawn], rtol=1e-6)
+    p = raw[:, 1:, flag]
+    expected = p * fake[:, :-1, vl] + (1 - p) * raw[:, 1:, vl]
+    np.testing.assert_allclose(fake[:, 1:, vl], expected, rtol=1e-5, atol=1e-6)

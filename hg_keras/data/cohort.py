@@ -118,18 +118,20 @@ def load_synthetic(path, schema):
             column = column.fillna(0.0 if pd.isna(fill) else fill)
         defects["invalid_values"][variable.name] = float(invalid.mean())
         frame[variable.name] = column
-    return validate_cohort(frame, schema, source, check_static=False), defects
+    return validate_cohort(frame, schema, source, check_rules=False), defects
 
 
-def validate_cohort(frame, schema, source="cohort", check_static=True):
+def validate_cohort(frame, schema, source="cohort", check_rules=True):
     """Checks columns, codes, numbers and keys; returns a sorted copy.
 
     Args:
         frame: DataFrame, one row per patient per time step.
         schema: :class:`Schema`.
         source: str, the file name used in messages.
-        check_static: bool, refuse a static attribute that varies within a
-            patient (off for synthetic tables being scored).
+        check_rules: bool, refuse a static attribute that varies within a
+            patient and a ``carried_when`` value that does not repeat the
+            previous step (off for synthetic tables being scored, where
+            breaking them is a finding).
     """
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -183,9 +185,11 @@ def validate_cohort(frame, schema, source="cohort", check_static=True):
             "expected one row per patient per time step"
         )
     frame = frame.sort_values([schema.id, schema.time], kind="stable")
-    if check_static:
+    frame = frame.reset_index(drop=True)
+    if check_rules:
         _check_static(frame, schema, source)
-    return frame[expected].reset_index(drop=True)
+        _check_carried(frame, schema, source)
+    return frame[expected]
 
 
 def _check_static(frame, schema, source):
@@ -202,6 +206,29 @@ def _check_static(frame, schema, source):
                 f"{source}: column '{variable.name}' is static but {schema.id}={patient} has "
                 f"several values ({', '.join(str(_code(v)) for v in seen)}); expected one "
                 "value per patient"
+            )
+
+
+def _check_carried(frame, schema, source):
+    """A ``carried_when`` value repeats the previous step of its patient wherever
+    its flag says so: the generator will be made to, so the data must."""
+    same_patient = frame[schema.id].eq(frame[schema.id].shift()).to_numpy()
+    for variable in schema.variables:
+        if not variable.carried_when:
+            continue
+        flag, code = variable.carried_when
+        values = frame[variable.name].to_numpy(dtype=np.float64)
+        previous = np.roll(values, 1)
+        carried = same_patient & (frame[flag].to_numpy() == code)
+        repeated = np.isclose(values, previous, rtol=1e-9, atol=0.0, equal_nan=True)
+        bad = np.flatnonzero(carried & ~repeated)
+        if bad.size:
+            row = frame.iloc[bad[0]]
+            raise InputError(
+                f"{source}: column '{variable.name}' at {schema.id}={_code(row[schema.id])}, "
+                f"{schema.time}={_code(row[schema.time])}: carried_when {{{flag}: {code}}} "
+                f"expects the previous step's value {_code(previous[bad[0]])}, got "
+                f"{_code(values[bad[0]])} (remove carried_when if values are not carried forward)"
             )
 
 

@@ -85,6 +85,29 @@ def test_missing_value_where_forbidden(tmp_path, good, art_schema):
     expect_error(write(tmp_path, bad), art_schema, "column 'Rel CD4' row 5: missing value")
 
 
+def test_carried_values_must_repeat_under_their_flag(tmp_path, art_schema):
+    from conftest import carrying
+
+    schema = carrying(art_schema)
+    cohort = load_cohort(patients=40)  # the embedded cohort carries forward exactly
+    flagged = np.flatnonzero((cohort["VL (M)"] == 1).to_numpy())
+    assert flagged.size
+    loaded = load_cohort(write(tmp_path, cohort.sample(frac=1.0, random_state=1)), schema)
+    pd.testing.assert_frame_equal(loaded, cohort, check_dtype=False)
+
+    row = flagged[0]
+    broken = cohort.copy()
+    broken.loc[row, "VL"] = broken.loc[row, "VL"] * 2 + 1
+    patient, month = broken.loc[row, "PatientID"], broken.loc[row, "Timestep"]
+    message = expect_error(
+        write(tmp_path, broken, "broken.csv"), schema, "carried_when {VL \\(M\\): 1}"
+    )
+    assert f"column 'VL' at PatientID={patient}, Timestep={month}" in message
+    assert "remove carried_when" in message
+    # The same file fits the schema without the rule.
+    load_cohort(tmp_path / "broken.csv", art_schema)
+
+
 def test_duplicate_patient_time(tmp_path, good, art_schema):
     bad = pd.concat([good, good.iloc[[10]]])
     expect_error(

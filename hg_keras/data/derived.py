@@ -7,6 +7,10 @@ are turned back into the cohort's shape when decoding:
   channel (1 observed, 0 missing) and fills the value itself (forward within
   the patient, then backward, then the training median), so NaNs never reach
   the networks. Decoding puts NaN back wherever the channel says missing.
+  Such a fill repeats the previous step wherever the channel is 0, so the
+  modelled schema declares the value ``carried_when`` its channel is 0
+  (:func:`hg_keras.data.schema.modelled_variables`) and the generator's
+  output obeys the same rule.
 * ``irregular_time: true`` adds ``<time>_gap``, the time since the previous
   visit (the first visit's gap is its own time, counted from 0). Decoding
   turns gaps back into times by a cumulative sum per patient.

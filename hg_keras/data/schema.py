@@ -224,6 +224,11 @@ def _check_carried(schema, variable, where):
     """A carried variable is time-varying and its flag a time-varying binary column."""
     flag, code = variable.carried_when
     where = f"{where}: variable '{variable.name}', carried_when"
+    if variable.missing == "indicator":
+        raise InputError(
+            f"{where}: a 'missing: indicator' variable is already carried forward under "
+            f"its '{indicator_name(variable.name)}' channel; remove one of the two"
+        )
     if variable.static:
         raise InputError(f"{where}: a static variable is never carried from step to step")
     if flag == variable.name or flag not in schema.names:
@@ -350,7 +355,10 @@ def modelled_variables(schema):
     variables = []
     for variable in schema.variables:
         if variable.missing == "indicator":
-            variables.append(dataclasses.replace(variable, missing="error"))
+            # Filled forward (then backward, then the median): wherever the
+            # channel says missing, the value is the previous step's.
+            carried = () if variable.static else (indicator_name(variable.name), 0)
+            variables.append(dataclasses.replace(variable, missing="error", carried_when=carried))
         else:
             variables.append(variable)
     for variable in schema.variables:

@@ -88,6 +88,36 @@ def test_indicator_fills_forward_then_backward_then_median(config):
     np.testing.assert_allclose(gap[0], [0, 4, 5], atol=1e-6)
 
 
+def test_indicator_values_are_carried_under_the_missing_channel(config, frame):
+    """What ``missing: indicator`` fills is what CarryForward imposes on the generator."""
+    transformer = CohortTransformer(config.schema).fit(frame)
+    layout = transformer.layout
+    lactate, observed = layout.block("Lactate"), layout.block("Lactate_observed")
+    assert layout.carried == ([lactate.start, lactate.end, observed.start],)  # level 0: missing
+    encoded, lengths = transformer.encode(frame, dtype=np.float64, return_lengths=True)
+    missing = encoded[:, 1:, observed.start] == 1
+    valid = np.arange(1, encoded.shape[1])[None] < lengths[:, None]
+    assert (missing & valid).any()
+    values = encoded[..., lactate.start]
+    np.testing.assert_array_equal(values[:, 1:][missing & valid], values[:, :-1][missing & valid])
+    with pytest.raises(InputError, match="already carried forward under its 'Lactate_observed'"):
+        Schema.from_dict(
+            {
+                "id": "id",
+                "time": "t",
+                "variables": [
+                    {"name": "M", "kind": "binary", "levels": {0: "no", 1: "yes"}},
+                    {
+                        "name": "Lactate",
+                        "kind": "numeric",
+                        "missing": "indicator",
+                        "carried_when": {"M": 1},
+                    },
+                ],
+            }
+        )
+
+
 def test_fixed_schema_refuses_unequal_lengths_with_the_fix(art_schema):
     from hg_keras.data import load_cohort
 

@@ -55,6 +55,13 @@ class ModelConfig:
             numerics' sigmoid this far past [0, 1] and clips it, so values
             on the bounds of the training range (a detection limit, a capped
             percentage) can be generated ("censored" head).
+        carry_forward: str, ``declared`` (v1: only the schema's
+            ``carried_when`` rules) or ``detect``: training also declares
+            each numeric that repeats its previous step in every training
+            row where a time-varying binary flag holds a code, and rarely
+            elsewhere (last observation carried forward;
+            :func:`hg_keras.data.derived.detect_carried`). The run's saved
+            config lists what was found.
     """
 
     latent_dim: int = 128
@@ -67,6 +74,7 @@ class ModelConfig:
     patient_latent_dim: int = 0
     step_scores: bool = False
     numeric_margin: float = 0.0
+    carry_forward: str = "declared"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +264,10 @@ def _validate(model, training, where):
         raise InputError(
             f"{where}: model.discrete_output must be argmax, sample, persistent or joint, "
             f"got '{model.discrete_output}'"
+        )
+    if model.carry_forward not in ("declared", "detect"):
+        raise InputError(
+            f"{where}: model.carry_forward must be declared or detect, got '{model.carry_forward}'"
         )
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in training.curriculum):
         raise InputError(f"{where}: training.curriculum must hold positive integers")

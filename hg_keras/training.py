@@ -4,6 +4,7 @@ What the run folder holds is :mod:`hg_keras.run_folder`'s; which patients it
 trains on is :mod:`hg_keras.holdout`'s.
 """
 
+import dataclasses
 import logging
 import sys
 
@@ -12,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
+from hg_keras.data.derived import detect_carried
 from hg_keras.data.pipeline import (
     check_curriculum,
     correlation_target,
@@ -147,6 +149,11 @@ def train(
     keras.utils.set_random_seed(config.training.seed)
 
     frame, holdout = load_training_cohort(config, data, with_holdout=True)
+    if not resume and config.model.carry_forward == "detect":
+        schema, found = detect_carried(frame, config.schema)
+        config = dataclasses.replace(config, schema=schema)
+        rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
+        log.info("carried forward (detected): %s", rules or "none")
     transformer = (
         folder.read_transformer() if resume else CohortTransformer(config.schema).fit(frame)
     )

@@ -28,6 +28,10 @@ def run(*args):
         ("training:\n  epochs: many\n", "training: epochs must be an integer, got 'many'"),
         ("model:\n  numeric_margin: -0.1\n", "model.numeric_margin must be zero or positive"),
         ("training:\n  profile_weight: -1\n", "training.profile_weight must be zero or positive"),
+        (
+            "model:\n  carry_forward: always\n",
+            "model.carry_forward must be declared or detect, got 'always'",
+        ),
     ],
 )
 def test_bad_config_values(tmp_path, override, message):

@@ -13,6 +13,7 @@ from hg_keras import Synthesizer, noise
 from hg_keras.config import builtin_config_path
 from hg_keras.errors import InputError
 from hg_keras.export import output_name
+from hg_keras.run_folder import RunFolder
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -72,6 +73,10 @@ def test_readme_example_fits_samples_evaluates_saves_and_exports(example):
     assert set(metrics["verdicts"]) == {"fidelity", "utility", "privacy"}
     saved = example["folder"] / "my_run"
     assert (saved / "generator.keras").exists()
+    # quick detects the embedded cohort's carried-forward values; the run's config says so.
+    schema = RunFolder(saved).read_config().schema
+    assert schema.variable("VL").carried_when == ("VL (M)", 1)
+    assert schema.variable("Rel CD4").carried_when == ("CD4 (M)", 1)
     assert example["synth"].run_dir == saved
     assert list((example["folder"] / "my_run_serving").glob("1/saved_model.pb"))
 

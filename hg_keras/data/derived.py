@@ -16,10 +16,66 @@ are turned back into the cohort's shape when decoding:
   turns gaps back into times by a cumulative sum per patient.
 """
 
+import dataclasses
+
 import numpy as np
 
 from hg_keras.data.schema import gap_name, indicator_name
 from hg_keras.errors import InputError
+
+# detect_carried: a flag must carry in this many rows at least, and the value
+# repeat in under this share of the rows the flag leaves alone.
+MIN_CARRIED_ROWS = 5
+MAX_FREE_REPEATS = 0.5
+
+
+def detect_carried(frame, schema):
+    """`schema` with ``carried_when`` added wherever `frame` carries a numeric forward.
+
+    A time-varying numeric without a rule is declared carried under the first
+    time-varying binary flag and code (schema order) for which it repeats the
+    previous step of its patient exactly in every such row (at least
+    :data:`MIN_CARRIED_ROWS`), while it repeats in under
+    :data:`MAX_FREE_REPEATS` of the other rows: a persistent value that
+    seldom changes anyway is not mistaken for a carried one.
+
+    Args:
+        frame: long-format cohort sorted by patient and time (the training patients).
+        schema: :class:`Schema`.
+
+    Returns:
+        (schema, found): the schema with the rules added, and a list of
+        ``(name, flag, code)`` for each rule found.
+    """
+    same_patient = frame[schema.id].eq(frame[schema.id].shift()).to_numpy()
+    flags = [v for v in schema.variables if v.kind == "binary" and not v.static]
+    found, variables = [], []
+    for variable in schema.variables:
+        if (
+            variable.is_numeric
+            and not variable.static
+            and not variable.carried_when
+            and variable.missing == "error"
+        ):
+            values = frame[variable.name].to_numpy(dtype=np.float64)
+            repeats = same_patient & (values == np.roll(values, 1))
+            for flag in flags:
+                column = frame[flag.name].to_numpy()
+                for code in flag.codes:
+                    carried = same_patient & (column == code)
+                    free = same_patient & ~carried
+                    if (
+                        carried.sum() >= MIN_CARRIED_ROWS
+                        and repeats[carried].all()
+                        and repeats[free].mean() < MAX_FREE_REPEATS
+                    ):
+                        variable = dataclasses.replace(variable, carried_when=(flag.name, code))
+                        found.append((variable.name, flag.name, code))
+                        break
+                if variable.carried_when:
+                    break
+        variables.append(variable)
+    return dataclasses.replace(schema, variables=tuple(variables)), found
 
 
 def fill_values(frame, schema):

@@ -1,5 +1,7 @@
 """Variable lengths, irregular times, missing indicators and static checks in the data layer."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,6 +118,37 @@ def test_indicator_values_are_carried_under_the_missing_channel(config, frame):
                 ],
             }
         )
+
+
+def test_detect_carried_finds_what_the_embedded_cohort_carries_and_nothing_else(art_schema):
+    from hg_keras.data import load_cohort
+    from hg_keras.data.derived import detect_carried
+
+    cohort = load_cohort(patients=64)
+    schema, found = detect_carried(cohort, art_schema)
+    assert found == [("VL", "VL (M)", 1), ("CD4", "CD4 (M)", 1), ("Rel CD4", "CD4 (M)", 1)]
+    assert schema.variable("CD4").carried_when == ("CD4 (M)", 1)
+    assert Schema.from_dict(schema.to_dict()) == schema
+    # A single flagged month that is not a repeat: VL is no longer carried.
+    broken = cohort.copy()
+    row = np.flatnonzero((broken["VL (M)"] == 1).to_numpy())[0]
+    broken.loc[row, "VL"] += 1.0
+    assert [f[0] for f in detect_carried(broken, art_schema)[1]] == ["CD4", "Rel CD4"]
+    # A value that seldom changes repeats under every flag: not taken for a carried one.
+    steady = cohort.copy()
+    steady["VL"] = steady.groupby("PatientID")["VL"].transform("first")
+    assert [f[0] for f in detect_carried(steady, art_schema)[1]] == ["CD4", "Rel CD4"]
+    # A rule the schema declares is kept as declared.
+    declared = dataclasses.replace(
+        art_schema,
+        variables=tuple(
+            dataclasses.replace(v, carried_when=("CD4 (M)", 1)) if v.name == "VL" else v
+            for v in art_schema.variables
+        ),
+    )
+    schema, found = detect_carried(cohort, declared)
+    assert schema.variable("VL").carried_when == ("CD4 (M)", 1)
+    assert [f[0] for f in found] == ["CD4", "Rel CD4"]
 
 
 def test_fixed_schema_refuses_unequal_lengths_with_the_fix(art_schema):

@@ -10,6 +10,7 @@ import sys
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
@@ -150,7 +151,9 @@ def train(
 
     frame, holdout = load_training_cohort(config, data, with_holdout=True)
     if not resume and config.model.carry_forward == "detect":
-        schema, found = detect_carried(frame, config.schema)
+        # The held-out patients too: the run's evaluation reloads them under the rules found.
+        seen = frame if holdout is None else pd.concat([frame, holdout], ignore_index=True)
+        schema, found = detect_carried(seen, config.schema)
         config = dataclasses.replace(config, schema=schema)
         rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
         log.info("carried forward (detected): %s", rules or "none")

@@ -36,6 +36,8 @@ class CarryForward(keras.Layer):
 
     def __init__(self, carried, hard=False, **kwargs):
         super().__init__(**kwargs)
+        # Padded steps only follow a patient's last month; the padding mask passes through.
+        self.supports_masking = True
         self.carried = [[int(c) for c in entry] for entry in carried]
         for start, end, flag in self.carried:
             if not 0 <= start < end or start <= flag < end:
@@ -67,6 +69,9 @@ class CarryForward(keras.Layer):
             initializer=tf.zeros_like(inputs[:, 0]),
         )
         return ops.transpose(carried, (1, 0, 2))
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
 
     def compute_output_shape(self, input_shape):
         return input_shape

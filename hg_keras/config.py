@@ -40,10 +40,12 @@ class ModelConfig:
             probabilities allow (maximal coupling), renewed at the data's
             rate (rare-level rates kept, switch rates those of the
             probabilities);
-            or ``joint``: ``persistent``, with the persistent variables (a
-            regimen's drugs) drawn together over the combinations the
-            training patients hold, so no synthetic month pairs drugs that
-            never go together.
+            or ``joint``: ``persistent``, with the time-varying discrete
+            columns of like persistence (a regimen's drugs; a visit's
+            missing-measurement flags) modelled as one variable over the
+            combinations the training patients hold
+            (:mod:`hg_keras.data.compound`), so no synthetic month pairs
+            drugs that never go together.
         conditional: bool, condition the generator on the static discrete
             attributes (given, not generated), which enables
             ``sample --where``; v1 is unconditional.

@@ -38,13 +38,6 @@ class PatientDraw:
         self.discrete_output = discrete_output
         persistent = discrete_output in ("persistent", "joint")
         self.renewal = transformer.renewal_rates if persistent else None
-        self.joint = None
-        combos = transformer.combinations
-        if discrete_output == "joint" and combos:
-            table = noise.combination_table(
-                self.layout, transformer.model_schema, combos["columns"], combos["combinations"]
-            )
-            self.joint = {"names": combos["columns"], "table": table, "renewal": combos["renewal"]}
         self.lengths = length_table(transformer) if transformer.schema.variable_length else None
         self.groups = group_table(transformer, where) if generator.conditional else None
         carried = self.layout.carried
@@ -88,7 +81,7 @@ class PatientDraw:
         with first_order_only():
             encoded = self.generator(inputs, training=False)
         if self.discrete_output != "argmax":
-            encoded = noise.draw_levels(encoded, self.layout, seed_pair, self.renewal, self.joint)
+            encoded = noise.draw_levels(encoded, self.layout, seed_pair, self.renewal)
         if self.carry_forward is not None:
             encoded = self.carry_forward(encoded)
         return tf.where(valid, encoded, PAD), lengths

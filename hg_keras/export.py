@@ -68,17 +68,25 @@ def decode_in_graph(encoded, transformer):
         y = tf.clip_by_value(tf.cast(encoded[..., block.start], tf.float64), 0.0, 1.0)
         return tf.convert_to_tensor(transformer.unscale(name, y, xp=tnp))
 
-    def codes(variable):
-        block = transformer.layout.block(variable.name)
-        table = tf.constant(variable.codes, tf.int32)
+    modelled = schema.modelled()
+    owner = {m: c for c in transformer.compounds for m in c.members}
+
+    def codes(name):
+        # A column modelled inside a compound reads its code off the compound's level.
+        compound = owner.get(name)
+        if compound is None:
+            block, values = transformer.layout.block(name), modelled.variable(name).codes
+        else:
+            block = transformer.layout.block(compound.name)
+            j = compound.members.index(name)
+            values = [combination[j] for combination in compound.combinations]
         index = tf.argmax(encoded[..., block.start : block.end], axis=-1, output_type=tf.int32)
-        return tf.gather(table, index)
+        return tf.gather(tf.constant(values, tf.int32), index)
 
     for variable in schema.variables:
-        value = numeric(variable.name) if variable.is_numeric else codes(variable)
+        value = numeric(variable.name) if variable.is_numeric else codes(variable.name)
         if variable.missing == "indicator":
-            flag = transformer.model_schema.variable(indicator_name(variable.name))
-            observed = tf.equal(codes(flag), 1)
+            observed = tf.equal(codes(indicator_name(variable.name)), 1)
             missing = tf.constant(float("nan") if variable.is_numeric else -1, value.dtype)
             value = tf.where(observed, value, missing)
         outputs[output_name(variable.name)] = value
@@ -86,6 +94,21 @@ def decode_in_graph(encoded, transformer):
         times = tf.cumsum(numeric(gap_name(schema)), axis=1)
         outputs[output_name(schema.time)] = tf.round(times) if transformer.integer_time else times
     return outputs
+
+
+def decided(encoded, layout):
+    """Each discrete block as the one-hot of its likeliest level: what decoding
+    reads, so a carried value follows the decoded flag (a flag inside a
+    compound variable spans several levels, whose summed probability can
+    disagree with the argmax)."""
+    parts, cursor = [], 0
+    for block in layout.discrete_blocks:
+        index = tf.argmax(encoded[..., block.start : block.end], axis=-1)
+        parts.append(encoded[..., cursor : block.start])
+        parts.append(tf.one_hot(index, block.end - block.start, dtype=encoded.dtype))
+        cursor = block.end
+    parts.append(encoded[..., cursor:])
+    return tf.concat(parts, axis=-1)
 
 
 def export_run(run_dir, out=None, version=None, chunk_patients=CHUNK_PATIENTS):
@@ -191,7 +214,7 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
         def sample_from_noise(noise, condition):
             with first_order_only():
                 encoded = generator([noise, condition], training=False)
-            return decode_in_graph(carry_forward(encoded), transformer)
+            return decode_in_graph(carry_forward(decided(encoded, transformer.layout)), transformer)
 
         @tf.function(input_signature=[noise_spec, condition_spec])
         def sample_encoded(noise, condition):
@@ -204,7 +227,7 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
         def sample_from_noise(noise):
             with first_order_only():
                 encoded = generator(noise, training=False)
-            return decode_in_graph(carry_forward(encoded), transformer)
+            return decode_in_graph(carry_forward(decided(encoded, transformer.layout)), transformer)
 
         @tf.function(input_signature=[noise_spec])
         def sample_encoded(noise):

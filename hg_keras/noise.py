@@ -5,7 +5,6 @@ by an explicit seed pair instead of a stateful generator: the same seed gives
 the same noise in every process, and nothing mutable is saved in a model.
 """
 
-import numpy as np
 import tensorflow as tf
 
 # Seed streams: offsets added to the second seed word, one per kind of draw,
@@ -62,7 +61,7 @@ def draw_categories(probabilities, count, seed):
     return tf.gather(picks, tf.argsort(draws[1:]))
 
 
-def draw_levels(encoded, layout, seed_pair, renewal=None, joint=None):
+def draw_levels(encoded, layout, seed_pair, renewal=None):
     """Replaces each discrete block's probabilities by a one-hot level drawn from them.
 
     Each patient's level of a block is drawn at month 0, then carried from
@@ -76,12 +75,8 @@ def draw_levels(encoded, layout, seed_pair, renewal=None, joint=None):
     (:func:`hg_keras.data.transforms.renewal_rate`), so a regimen persists
     while a missed visit stays a month's event. ``sample``, the SavedModel
     and training (straight-through draws) all draw here, and so draw the
-    same codes for the same seed.
-
-    With `joint` (``discrete_output: joint``) the blocks it names are drawn
-    together instead, as one variable whose levels are the combinations
-    seen in training, with probabilities proportional to the product of the
-    blocks' generated probabilities (:func:`joint_probabilities`).
+    same codes for the same seed. (``joint`` draws the same way: its
+    compound variables are blocks of the layout; :mod:`hg_keras.data.compound`.)
 
     Args:
         encoded: float tensor `(patients, steps, features)` from the generator.
@@ -89,55 +84,12 @@ def draw_levels(encoded, layout, seed_pair, renewal=None, joint=None):
         seed_pair: int64 tensor of shape (2,).
         renewal: dict block name -> renewal probability per month for
             time-varying blocks; None renews them every month.
-        joint: optional dict ``names`` (the blocks drawn together),
-            ``table`` (float array `(features, combinations)`, 1 where a
-            combination holds an encoded level; :func:`combination_table`)
-            and ``renewal`` (the combination's renewal rate).
     """
-    joined = set(joint["names"]) if joint else set()
-    blocks = [b for b in layout.discrete_blocks if b.name not in joined]
+    blocks = layout.discrete_blocks
     rates = [
         0.0 if b.static else (1.0 if renewal is None else renewal.get(b.name, 1.0)) for b in blocks
     ]
-    ranges = [(b.start, b.end) for b in blocks]
-    if not joint:
-        return draw_blocks(encoded, ranges, rates, seed_pair)
-    table = tf.constant(joint["table"], encoded.dtype)
-    width, count = joint["table"].shape
-    extended = tf.concat([encoded, joint_probabilities(encoded, table)], axis=-1)
-    drawn = draw_blocks(
-        extended, ranges + [(width, width + count)], rates + [joint["renewal"]], seed_pair
-    )
-    members = tf.reduce_max(table, axis=1) > 0
-    levels = tf.matmul(drawn[..., width:], table, transpose_b=True)
-    return tf.where(members, levels, drawn[..., :width])
-
-
-def combination_table(layout, schema, names, combinations):
-    """`(features, combinations)` 0/1 array: column k marks combination k's encoded levels.
-
-    Args:
-        layout: :class:`FeatureLayout`; schema: the modelled :class:`Schema`.
-        names: the variables combined; combinations: list of code lists in `names` order.
-    """
-    blocks = {b.name: b for b in layout.discrete_blocks}
-    table = np.zeros((layout.width, len(combinations)), np.float32)
-    for j, name in enumerate(names):
-        position = {code: k for k, code in enumerate(schema.variable(name).codes)}
-        for k, combination in enumerate(combinations):
-            table[blocks[name].start + position[combination[j]], k] = 1.0
-    return table
-
-
-def joint_probabilities(encoded, table):
-    """Each combination's probability: the product of its levels' probabilities, renormalised.
-
-    ``softmax(log(p) @ table)``: the generated blocks as independent
-    factors, restricted to the combinations of `table` (columns of 0/1 over
-    the encoded features; :func:`combination_table`).
-    """
-    logits = tf.matmul(tf.math.log(tf.maximum(encoded, 1e-12)), table)
-    return tf.nn.softmax(logits, axis=-1)
+    return draw_blocks(encoded, [(b.start, b.end) for b in blocks], rates, seed_pair)
 
 
 def draw_blocks(encoded, blocks, rates, seed_pair):

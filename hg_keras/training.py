@@ -157,9 +157,18 @@ def train(
         config = dataclasses.replace(config, schema=schema)
         rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
         log.info("carried forward (detected): %s", rules or "none")
+    joint = config.model.discrete_output == "joint"
     transformer = (
-        folder.read_transformer() if resume else CohortTransformer(config.schema).fit(frame)
+        folder.read_transformer()
+        if resume
+        else CohortTransformer(config.schema, joint=joint).fit(frame)
     )
+    for compound in [] if resume else transformer.compounds:
+        log.info(
+            "modelled together: %s (%d combinations)",
+            ", ".join(compound.members),
+            len(compound.combinations),
+        )
     encoded = _encode(transformer, frame)
     config = _fit_batch_size(config, encoded.shape[0], strategy.num_replicas_in_sync)
     # Refuse a cohort the curriculum cannot use before anything is written.

@@ -56,8 +56,9 @@ def carrying(schema):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A tiny run trained once for the sampling and export tests; its schema
-    carries VL, CD4 and Rel CD4 forward under their flags, so sampling and the
-    SavedModel are tested with ``carried_when``."""
+    carries VL, CD4 and Rel CD4 forward under their flags and it models the
+    drugs and the flags as compounds (``discrete_output: joint``), so sampling
+    and the SavedModel are tested with both."""
     from hg_keras.config import builtin_config_path
     from hg_keras.training import train
 
@@ -65,5 +66,9 @@ def trained_run(tmp_path_factory):
     path = folder / "tiny.yaml"
     path.write_text(TINY_CONFIG.format(base=builtin_config_path("art4hiv")))
     config = load_config(path)
-    config = dataclasses.replace(config, schema=carrying(config.schema))
+    config = dataclasses.replace(
+        config,
+        schema=carrying(config.schema),
+        model=dataclasses.replace(config.model, discrete_output="joint"),
+    )
     return train(config, out=folder / "run", verbose=0)

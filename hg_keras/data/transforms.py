@@ -19,6 +19,13 @@ import pandas as pd
 import scipy.special
 import scipy.stats
 
+from hg_keras.data.compound import (
+    Compound,
+    compound_schema,
+    find_compounds,
+    from_compound_frame,
+    to_compound_frame,
+)
 from hg_keras.data.derived import fill_values, from_model_frame, to_model_frame
 from hg_keras.data.schema import Schema
 from hg_keras.errors import InputError
@@ -48,9 +55,11 @@ class FeatureLayout:
 
     Args:
         schema: :class:`Schema`.
+        compounds: the :class:`hg_keras.data.compound.Compound` variables of
+            `schema`, so that a carrying flag inside one is found.
     """
 
-    def __init__(self, schema):
+    def __init__(self, schema, compounds=()):
         numeric = [v for v in schema.variables if v.is_numeric]
         discrete = [v for v in schema.variables if not v.is_numeric]
         blocks, start = [], 0
@@ -70,17 +79,24 @@ class FeatureLayout:
         self.blocks = tuple(blocks)
         self.width = start
         self.numeric_width = len(numeric)
-        self.carried = tuple(self._carried(schema))
+        self.carried = tuple(self._carried(schema, compounds))
 
-    def _carried(self, schema):
-        """`[start, end, flag column]` per carried variable (Variable.carried_when):
-        its encoded columns and the one-hot column of the flag level that carries it."""
+    def _carried(self, schema, compounds):
+        """`[start, end, *flag columns]` per carried variable (Variable.carried_when):
+        its encoded columns and the one-hot columns whose sum is the probability
+        that it is carried: the flag's level, or the compound levels holding it."""
+        owner = {m: c for c in compounds for m in c.members}
         for variable in schema.variables:
             if variable.carried_when:
                 flag, code = variable.carried_when
                 block = self.block(variable.name)
-                level = schema.variable(flag).codes.index(code)
-                yield [block.start, block.end, self.block(flag).start + level]
+                if flag in owner:
+                    compound = owner[flag]
+                    start = self.block(compound.name).start
+                    flags = [start + k for k in compound.levels_with(flag, code)]
+                else:
+                    flags = [self.block(flag).start + schema.variable(flag).codes.index(code)]
+                yield [block.start, block.end, *flags]
 
     @property
     def numeric_blocks(self):
@@ -158,38 +174,6 @@ def renewal_rate(frame, column, id_column):
     return float(np.clip(switch / spread, 0.0, 1.0)) if spread > 0 else 0.0
 
 
-# Renewed less often than this per month: a persistent variable (a regimen),
-# as opposed to a month's event (a missed visit).
-PERSISTENT_RENEWAL = 0.5
-# At most this many combinations of the persistent variables are kept.
-MAX_COMBINATIONS = 1024
-
-
-def level_combinations(frame, names, id_column):
-    """The combinations of `names` the training patients hold, and their renewal rate.
-
-    ``discrete_output: joint`` draws these variables together, over these
-    combinations only, so a synthetic patient's regimen is one that occurs
-    in the data instead of drugs drawn one by one (which pairs drugs that
-    never go together). The `MAX_COMBINATIONS` most frequent are kept.
-
-    Returns:
-        dict ``columns`` (the names), ``combinations`` (list of code lists,
-        most frequent first) and ``renewal`` (:func:`renewal_rate` of the
-        combination as one variable).
-    """
-    rows = frame[list(names)].dropna().astype(np.int64)
-    counts = rows.value_counts()
-    combos = [list(map(int, k)) for k in counts.index[:MAX_COMBINATIONS]]
-    joint = frame[list(names)].astype(str).agg("|".join, axis=1).to_frame("combination")
-    joint[id_column] = frame[id_column].to_numpy()
-    return {
-        "columns": list(names),
-        "combinations": combos,
-        "renewal": renewal_rate(joint, "combination", id_column),
-    }
-
-
 class CohortTransformer:
     """Fits, applies and inverts the cohort encoding.
 
@@ -209,10 +193,10 @@ class CohortTransformer:
         renewal_rates: dict name -> rate in [0, 1] for each time-varying
             discrete variable: how often ``discrete_output: persistent``
             renews a patient's draw (:func:`renewal_rate`); set by :meth:`fit`.
-        combinations: the persistent time-varying discrete variables (renewal
-            rate below :data:`PERSISTENT_RENEWAL`) and the combinations of
-            them the training patients hold (:func:`level_combinations`),
-            when there are two or more such variables; set by :meth:`fit`.
+        compounds: list of :class:`Compound`: discrete columns modelled as
+            one variable over their combinations (:mod:`hg_keras.data.compound`);
+            set by :meth:`fit` when `joint`.
+        joint: bool, :meth:`fit` finds compounds (``discrete_output: joint``).
 
     Example:
         >>> transformer = CohortTransformer(schema).fit(train_frame)
@@ -229,18 +213,23 @@ class CohortTransformer:
         static_groups=None,
         integer_time=True,
         renewal_rates=None,
-        combinations=None,
+        compounds=None,
+        joint=False,
     ):
         self.schema = schema
-        self.model_schema = schema.modelled()
-        self.layout = FeatureLayout(self.model_schema)
+        self.joint = joint
+        self._set_compounds([Compound.from_dict(c) for c in compounds or []])
         self.numeric_params = dict(numeric_params or {})
         self.fills = dict(fills or {})
         self.length_counts = {int(k): int(v) for k, v in (length_counts or {}).items()}
         self.static_groups = [[list(map(int, codes)), int(n)] for codes, n in static_groups or []]
         self.integer_time = integer_time
         self.renewal_rates = {str(k): float(v) for k, v in (renewal_rates or {}).items()}
-        self.combinations = combinations
+
+    def _set_compounds(self, compounds):
+        self.compounds = list(compounds)
+        self.model_schema = compound_schema(self.schema.modelled(), self.compounds)
+        self.layout = FeatureLayout(self.model_schema, self.compounds)
 
     # Fitting
 
@@ -252,20 +241,17 @@ class CohortTransformer:
         times = frame[self.schema.time].to_numpy()
         self.integer_time = bool(np.all(np.round(times) == times))
         frame = to_model_frame(frame, self.schema, self.fills)
+        self._set_compounds([])
+        if self.joint:
+            rates = self._renewal_rates(frame)
+            self._set_compounds(find_compounds(frame, self.model_schema, rates))
+            frame = to_compound_frame(frame, self.compounds)
         static = [v.name for v in self.model_schema.static_discrete]
         if static:
             first = frame.groupby(self.schema.id, sort=False)[static].first()
             groups = first.astype(np.int64).value_counts(sort=False).sort_index()
             self.static_groups = [[list(map(int, k)), int(n)] for k, n in groups.items()]
-        self.renewal_rates = {
-            v.name: renewal_rate(frame, v.name, self.schema.id)
-            for v in self.model_schema.variables
-            if not v.is_numeric and not v.static
-        }
-        persistent = [n for n, r in self.renewal_rates.items() if r < PERSISTENT_RENEWAL]
-        self.combinations = (
-            level_combinations(frame, persistent, self.schema.id) if len(persistent) > 1 else None
-        )
+        self.renewal_rates = self._renewal_rates(frame)
         params = {}
         for variable in self.model_schema.variables:
             if not variable.is_numeric:
@@ -286,6 +272,13 @@ class CohortTransformer:
                 params[variable.name]["log"] = True
         self.numeric_params = params
         return self
+
+    def _renewal_rates(self, frame):
+        return {
+            v.name: renewal_rate(frame, v.name, self.schema.id)
+            for v in self.model_schema.variables
+            if not v.is_numeric and not v.static
+        }
 
     # Encoding
 
@@ -312,7 +305,7 @@ class CohortTransformer:
                 f"({counts.min()} to {counts.max()}); set 'lengths: variable' in the schema "
                 "to model that"
             )
-        frame = to_model_frame(frame, self.schema, self.fills)
+        frame = to_compound_frame(to_model_frame(frame, self.schema, self.fills), self.compounds)
         steps = int(counts.max()) if counts.size else 0
         flat = np.zeros((len(frame), self.layout.width), dtype=np.float64)
         for block in self.layout.blocks:
@@ -408,6 +401,7 @@ class CohortTransformer:
         if lengths is not None:
             keep = np.tile(np.arange(steps), patients) < np.repeat(np.asarray(lengths), steps)
             frame = frame[keep].reset_index(drop=True)
+        frame = from_compound_frame(frame, self.compounds, self.schema.modelled().columns)
         return from_model_frame(frame, self.schema, self.integer_time)
 
     # Saving
@@ -427,8 +421,8 @@ class CohortTransformer:
             out["integer_time"] = self.integer_time
         if self.renewal_rates:
             out["renewal_rates"] = self.renewal_rates
-        if self.combinations:
-            out["combinations"] = self.combinations
+        if self.compounds:
+            out["compounds"] = [c.to_dict() for c in self.compounds]
         return out
 
     @classmethod
@@ -441,7 +435,7 @@ class CohortTransformer:
             static_groups=data.get("static_groups"),
             integer_time=data.get("integer_time", True),
             renewal_rates=data.get("renewal_rates"),
-            combinations=data.get("combinations"),
+            compounds=data.get("compounds"),
         )
 
     def save(self, path):

@@ -20,14 +20,16 @@ class CarryForward(keras.Layer):
 
     where `p[t]` is the flag level's probability (training: soft, so the
     gradient reaches the flag and the values) or, with ``hard=True``, 1 where
-    that level is the more likely of the binary flag's two (sampling, after
-    levels are drawn). Month 0 has nothing to carry and keeps its value.
+    it is over one half (sampling, after levels are drawn). A flag modelled
+    inside a compound variable (:mod:`hg_keras.data.compound`) has several
+    columns, the compound levels holding it; `p` is their sum. Month 0 has
+    nothing to carry and keeps its value.
 
     Args:
-        carried: list of `[start, end, flag column]`
+        carried: list of `[start, end, *flag columns]`
             (:attr:`hg_keras.data.transforms.FeatureLayout.carried`): the
-            encoded columns of a carried variable and the one-hot column of
-            its flag's carrying level.
+            encoded columns of a carried variable and the one-hot columns
+            of its flag's carrying level.
         hard: bool, carry exactly where the flag is drawn (True) or by its
             probability (False).
 
@@ -39,9 +41,10 @@ class CarryForward(keras.Layer):
         # Padded steps only follow a patient's last month; the padding mask passes through.
         self.supports_masking = True
         self.carried = [[int(c) for c in entry] for entry in carried]
-        for start, end, flag in self.carried:
-            if not 0 <= start < end or start <= flag < end:
-                raise ValueError(f"carried entry {[start, end, flag]} is not [start, end, flag]")
+        for entry in self.carried:
+            start, end, *flags = entry
+            if not flags or not 0 <= start < end or any(start <= f < end for f in flags):
+                raise ValueError(f"carried entry {entry} is not [start, end, *flag columns]")
         self.hard = hard
 
     def call(self, inputs):
@@ -51,8 +54,8 @@ class CarryForward(keras.Layer):
         columns = ops.arange(width)
         # Per column: the probability that it is carried (0 for columns no flag governs).
         carry = ops.zeros_like(inputs)
-        for start, end, flag in self.carried:
-            p = inputs[..., flag : flag + 1]
+        for start, end, *flags in self.carried:
+            p = ops.sum(ops.take(inputs, flags, axis=-1), axis=-1, keepdims=True)
             if self.hard:
                 p = ops.cast(p > 0.5, inputs.dtype)
             governed = ops.cast((columns >= start) & (columns < end), inputs.dtype)

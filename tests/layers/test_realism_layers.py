@@ -27,9 +27,9 @@ def test_patient_latent_round_trips_and_refuses_bad_sizes():
 def reference_carry(x, carried, hard):
     """Month by month: a governed column keeps last month's value with the flag's weight."""
     y = x.copy()
-    for start, end, flag in carried:
+    for start, end, *flags in carried:
         for t in range(1, x.shape[1]):
-            p = x[:, t, flag : flag + 1]
+            p = sum(x[:, t, f : f + 1] for f in flags)
             if hard:
                 p = (p > 0.5).astype(x.dtype)
             y[:, t, start:end] = p * y[:, t - 1, start:end] + (1 - p) * x[:, t, start:end]
@@ -48,16 +48,23 @@ def carry_inputs(seed=3):
 
 
 CARRIED = [[0, 1, 5], [2, 5, 7]]  # numeric 0 under flag 5:7, block 2:5 under flag 7:9
+# Numeric 1 under a flag held by two levels of a compound (columns 6 and 8 here).
+SUMMED = [[1, 2, 6, 8]]
 
 
 @pytest.mark.parametrize("hard", [False, True])
-def test_carry_forward_matches_month_by_month_reference(hard):
+@pytest.mark.parametrize("carried", [CARRIED, SUMMED], ids=["one column", "summed columns"])
+def test_carry_forward_matches_month_by_month_reference(hard, carried):
     x = carry_inputs()
-    layer = CarryForward(CARRIED, hard=hard)
-    np.testing.assert_allclose(np.asarray(layer(x)), reference_carry(x, CARRIED, hard), atol=1e-6)
+    if carried is SUMMED:
+        x[..., 6] *= 0.5  # two levels of one distribution: their sum is at most 1
+        x[..., 8] *= 0.5
+    layer = CarryForward(carried, hard=hard)
+    want = reference_carry(x, carried, hard)
+    np.testing.assert_allclose(np.asarray(layer(x)), want, atol=1e-6)
     # Inside a graph with unknown patients and months, as the SavedModel runs it.
     graph = tf.function(layer, input_signature=[tf.TensorSpec([None, None, 9])])
-    np.testing.assert_allclose(graph(x).numpy(), reference_carry(x, CARRIED, hard), atol=1e-6)
+    np.testing.assert_allclose(graph(x).numpy(), want, atol=1e-6)
 
 
 def test_carry_forward_repeats_exactly_under_a_drawn_flag():
@@ -84,8 +91,9 @@ def test_carry_forward_gradient_is_finite_and_reaches_the_flag():
 def test_carry_forward_round_trips_and_refuses_a_flag_inside_its_block():
     layer = CarryForward.from_config(CarryForward(CARRIED, hard=True, name="c").get_config())
     assert layer.carried == CARRIED and layer.hard
-    with pytest.raises(ValueError, match="is not \\[start, end, flag\\]"):
-        CarryForward([[2, 5, 3]])
+    for bad in ([[2, 5, 3]], [[2, 5, 7, 4]], [[2, 5]]):
+        with pytest.raises(ValueError, match="is not \\[start, end, \\*flag columns\\]"):
+            CarryForward(bad)
 
 
 def reference_score(sequence, mask, units, final_kernel, final_bias, step_kernel, step_bias):

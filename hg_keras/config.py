@@ -108,6 +108,10 @@ class TrainingConfig:
         profile_weight: float, weight of the month-by-month means of every
             encoded column against the training cohort's (v1: 0): events in the
             right months, not only at the right overall rate.
+        group_weight: float, weight of the correlations between the static
+            columns and the time-varying ones against the training cohort's
+            (v1: 0): each demographic group's values shifted as in the data,
+            not used as a source of variety between patients.
         critic_learning_rate: float or None, the critic's Adam learning rate
             (None: `learning_rate`, as v1); a larger one is the two time-scale
             update rule (Heusel et al. 2017, arXiv:1706.08500).
@@ -139,6 +143,7 @@ class TrainingConfig:
     increment_weight: float = 0.0
     confidence_weight: float = 0.0
     profile_weight: float = 0.0
+    group_weight: float = 0.0
     critic_learning_rate: float | None = None
     straight_through: bool = False
     holdout: float = 0.2
@@ -235,6 +240,7 @@ def _validate(model, training, where):
         "training.increment_weight": training.increment_weight,
         "training.confidence_weight": training.confidence_weight,
         "training.profile_weight": training.profile_weight,
+        "training.group_weight": training.group_weight,
         "training.holdout": training.holdout,
     }
     for name, value in non_negative.items():

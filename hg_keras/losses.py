@@ -93,6 +93,26 @@ def correlation_loss(fake, target, all_reduce=None, weights=None):
     return tf.reduce_mean(tf.abs(correlation - target))
 
 
+def group_loss(correlation, target, static_columns):
+    """Mean absolute difference of the static-by-time-varying entries of two correlation matrices.
+
+    How each static level (a demographic group) shifts the time-varying
+    columns: a handful of the correlation matrix's entries, so that
+    :func:`correlation_loss` barely weighs them.
+
+    Args:
+        correlation, target: tensors `(features, features)` (:func:`pooled_correlation`).
+        static_columns: the static columns' indices; every other column is time-varying.
+    """
+    width = correlation.shape[-1]
+    static = sorted(static_columns)
+    varying = [c for c in range(width) if c not in set(static)]
+    if not static or not varying:
+        return tf.constant(0.0, correlation.dtype)
+    rows = tf.gather(tf.abs(correlation - target), static)
+    return tf.reduce_mean(tf.gather(rows, varying, axis=1))
+
+
 def _step_weights(x, weights):
     """`(batch, time, 1)` float weights: ones, or the given 0/1 mask."""
     if weights is None:

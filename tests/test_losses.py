@@ -339,3 +339,18 @@ def test_temporal_loss_is_zero_for_the_same_batch_and_grows_with_shuffling():
     )
     assert float(temporal_loss(real, real, 2, [(2, 4)], [0.0])) == pytest.approx(0.0, abs=1e-6)
     assert float(temporal_loss(shuffled, real, 2, [(2, 4)], [0.0])) > 0.2
+
+
+def test_group_loss_is_the_static_by_time_varying_block_of_the_correlation_gap():
+    from hg_keras.losses import group_loss, pooled_correlation
+
+    rng = np.random.default_rng(4)
+    x = rng.random((16, 5, 6))
+    x[..., 4] += 2.0 * x[:, :1, 1]  # a static column's level shifts column 4
+    target = np.corrcoef(rng.random((80, 6)).T)
+    static = [1, 2]
+    reference = np.abs(np.corrcoef(x.reshape(-1, 6).T) - target)[static][:, [0, 3, 4, 5]].mean()
+    correlation = pooled_correlation(tf.constant(x))
+    got = float(group_loss(correlation, tf.constant(target), static))
+    assert got == pytest.approx(reference, rel=1e-6)
+    assert float(group_loss(correlation, tf.constant(target), [])) == 0.0

@@ -47,6 +47,7 @@ def test_train_step_updates_both_networks_and_logs(art_schema):
         "increment_loss",
         "level_entropy",
         "profile_loss",
+        "group_loss",
     }
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert int(wgan.critic_optimizer.iterations) == 2
@@ -90,6 +91,22 @@ def test_profile_loss_is_held_to_the_training_cohorts_month_means(tiny_config_pa
     assert float(cohort) == pytest.approx(expected, rel=1e-5)
     logs = wgan.train_step(tf.constant(encoded))
     assert np.isfinite(float(logs["profile_loss"])) and float(logs["profile_loss"]) > 0
+
+
+def test_group_loss_is_logged_when_weighted_and_not_traced_when_off(tiny_config_path):
+    from hg_keras.training import build_wgan
+
+    frame = load_cohort(patients=8)
+    for weight in (0.0, 50.0):
+        config = load_config(tiny_config_path).replace_training(group_weight=weight)
+        transformer = CohortTransformer(config.schema).fit(frame)
+        encoded = transformer.encode(frame)[:, :6]
+        keras.utils.set_random_seed(0)
+        wgan = build_wgan(config, transformer, encoded)
+        assert wgan.group_weight == weight
+        assert wgan.static_columns == list(transformer.layout.static_columns)
+        logs = wgan.train_step(tf.constant(encoded))
+        assert (float(logs["group_loss"]) > 0) == bool(weight)
 
 
 def test_carried_values_follow_their_flags_in_what_the_critic_sees(art_schema):

@@ -142,10 +142,12 @@ class TimeBudget(keras.callbacks.Callback):
     Comparing configurations "within the same time budget" needs each run
     stopped at the same training time, and a metric-against-time curve needs
     the generator at several times: at each of `snapshot_times` (seconds
-    since training began) the generator is saved to
-    ``<folder>/generator-<k>.keras`` and ``(k, seconds, generator updates)``
-    is appended to :attr:`snapshots`. The clock starts at the first batch,
-    so graph tracing counts as training time.
+    since training began) the generator (its weight average, when
+    ``training.generator_average`` keeps one, as the run's final
+    generator is) is saved to ``<folder>/generator-<k>.keras`` and
+    ``(k, seconds, generator updates)`` is appended to :attr:`snapshots`.
+    The clock starts at the first batch, so graph tracing counts as
+    training time.
 
     Args:
         seconds: float, the budget.
@@ -185,5 +187,6 @@ class TimeBudget(keras.callbacks.Callback):
         updates = int(self.model.generator_optimizer.iterations.numpy())
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.model.generator.save(self.folder / f"generator-{k}.keras")
+            with self.model.averaged_generator():
+                self.model.generator.save(self.folder / f"generator-{k}.keras")
         self.snapshots.append((k, float(elapsed), updates))

@@ -112,6 +112,12 @@ class TrainingConfig:
             columns and the time-varying ones against the training cohort's
             (v1: 0): each demographic group's values shifted as in the data,
             not used as a source of variety between patients.
+        generator_average: float, 0 (v1) or the momentum of an exponential
+            moving average of the generator's weights (Adam's ``use_ema``),
+            which the run saves instead of the last weights: a GAN's
+            generator oscillates around its equilibrium, and the average
+            of its recent weights sits nearer it (Yazici et al. 2019,
+            arXiv:1806.04498). 0.99 averages about the last 100 updates.
         critic_learning_rate: float or None, the critic's Adam learning rate
             (None: `learning_rate`, as v1); a larger one is the two time-scale
             update rule (Heusel et al. 2017, arXiv:1706.08500).
@@ -144,6 +150,7 @@ class TrainingConfig:
     confidence_weight: float = 0.0
     profile_weight: float = 0.0
     group_weight: float = 0.0
+    generator_average: float = 0.0
     critic_learning_rate: float | None = None
     straight_through: bool = False
     holdout: float = 0.2
@@ -246,6 +253,11 @@ def _validate(model, training, where):
     for name, value in non_negative.items():
         if value < 0:
             raise InputError(f"{where}: {name} must be zero or positive, got {value}")
+    if not 0 <= training.generator_average < 1:
+        raise InputError(
+            f"{where}: training.generator_average must be 0 for off or a momentum below 1, "
+            f"got {training.generator_average}"
+        )
     if training.holdout >= 1 and training.holdout != int(training.holdout):
         raise InputError(
             f"{where}: training.holdout must be a fraction below 1 or a whole count, "

@@ -87,14 +87,21 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         carried=transformer.layout.carried,
     )
 
-    def adam(name, rate):
+    def adam(name, rate, average=0.0):
         return keras.optimizers.Adam(
-            rate, beta_1=training.beta_1, beta_2=training.beta_2, name=name
+            rate,
+            beta_1=training.beta_1,
+            beta_2=training.beta_2,
+            use_ema=bool(average),
+            ema_momentum=average or 0.99,
+            name=name,
         )
 
     critic_rate = training.critic_learning_rate or training.learning_rate
     wgan.compile(
-        generator_optimizer=adam("generator_adam", training.learning_rate),
+        generator_optimizer=adam(
+            "generator_adam", training.learning_rate, training.generator_average
+        ),
         critic_optimizer=adam("critic_adam", critic_rate),
     )
     return wgan
@@ -199,7 +206,8 @@ def train(
         data,
     )
     if chief:
-        folder.write_generator(wgan.generator)
+        with wgan.averaged_generator():
+            folder.write_generator(wgan.generator)
         folder.link_latest()
     return folder.path
 

@@ -28,6 +28,11 @@ def run(*args):
         ("training:\n  epochs: many\n", "training: epochs must be an integer, got 'many'"),
         ("model:\n  numeric_margin: -0.1\n", "model.numeric_margin must be zero or positive"),
         ("training:\n  profile_weight: -1\n", "training.profile_weight must be zero or positive"),
+        ("training:\n  group_weight: -2\n", "training.group_weight must be zero or positive"),
+        (
+            "training:\n  generator_average: 1.0\n",
+            "training.generator_average must be 0 for off or a momentum below 1, got 1.0",
+        ),
         (
             "model:\n  carry_forward: always\n",
             "model.carry_forward must be declared or detect, got 'always'",

@@ -1,5 +1,7 @@
 """The WGAN-GP training model: critic iterations, gradient penalty, correlation alignment."""
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -265,6 +267,26 @@ class WGANGP(keras.Model):
             "gradient_penalty": penalty,
             "wasserstein": tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores),
         }
+
+    @contextlib.contextmanager
+    def averaged_generator(self):
+        """Inside, the generator holds the moving average of its weights
+        (``use_ema`` on the generator's optimizer; nothing changes without
+        one); its training weights come back on exit, so training and its
+        checkpoints go on from them."""
+        optimizer = getattr(self, "generator_optimizer", None)
+        # Before the first update the average holds zeros, not weights.
+        if optimizer is None or not optimizer.use_ema or int(optimizer.iterations) == 0:
+            yield self.generator
+            return
+        variables = self.generator.trainable_variables
+        saved = [keras.ops.convert_to_numpy(v.value) for v in variables]
+        optimizer.finalize_variable_values(variables)
+        try:
+            yield self.generator
+        finally:
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
 
     def _generator_update(self, batch):
         """The generator update: fool the critic, plus the alignment losses."""

@@ -109,6 +109,40 @@ def test_group_loss_is_logged_when_weighted_and_not_traced_when_off(tiny_config_
         assert (float(logs["group_loss"]) > 0) == bool(weight)
 
 
+def test_averaged_generator_holds_the_moving_average_of_its_weights(tiny_config_path):
+    from hg_keras.training import build_wgan
+
+    config = load_config(tiny_config_path).replace_training(generator_average=0.6)
+    frame = load_cohort(patients=8)
+    transformer = CohortTransformer(config.schema).fit(frame)
+    encoded = tf.constant(transformer.encode(frame)[:, :6])
+    keras.utils.set_random_seed(0)
+    wgan = build_wgan(config, transformer, encoded)
+    assert wgan.generator_optimizer.use_ema and not wgan.critic_optimizer.use_ema
+    with wgan.averaged_generator():  # no update yet: the weights as they are
+        untouched = [w.copy() for w in wgan.generator.get_weights()]
+    np.testing.assert_array_equal(untouched[0], wgan.generator.get_weights()[0])
+
+    average = None
+    for _ in range(3):
+        wgan.train_step(encoded)
+        weights = [w.copy() for w in wgan.generator.get_weights()]
+        # NumPy reference: the first update's weights, then 0.6 * average + 0.4 * weights.
+        average = (
+            weights if average is None else [0.6 * a + 0.4 * w for a, w in zip(average, weights)]
+        )
+    trainable = {id(v) for v in wgan.generator.trainable_variables}
+    is_trainable = [id(v) in trainable for v in wgan.generator.weights]
+    with wgan.averaged_generator() as generator:
+        for inside, want, last, moving in zip(
+            generator.get_weights(), average, weights, is_trainable
+        ):
+            np.testing.assert_allclose(inside, want if moving else last, rtol=1e-5, atol=1e-7)
+        assert any(not np.allclose(a, w) for a, w in zip(generator.get_weights(), weights))
+    for after, last in zip(wgan.generator.get_weights(), weights):
+        np.testing.assert_array_equal(after, last)  # training goes on from its own weights
+
+
 def test_carried_values_follow_their_flags_in_what_the_critic_sees(art_schema):
     """build_wgan passes the schema's ``carried_when`` on: with straight-through
     draws the critic's view repeats VL exactly under a drawn ``VL (M)``, and the

@@ -112,6 +112,9 @@ class TrainingConfig:
             columns and the time-varying ones against the training cohort's
             (v1: 0): each demographic group's values shifted as in the data,
             not used as a source of variety between patients.
+        trend_weight: float, weight of the share of patients whose numerics'
+            linear trends agree in sign, against the real batch (v1: 0): what
+            the evaluation's trend correlation grades.
         generator_average: float, 0 (v1) or the momentum of an exponential
             moving average of the generator's weights (Adam's ``use_ema``),
             which the run saves instead of the last weights: a GAN's
@@ -150,6 +153,7 @@ class TrainingConfig:
     confidence_weight: float = 0.0
     profile_weight: float = 0.0
     group_weight: float = 0.0
+    trend_weight: float = 0.0
     generator_average: float = 0.0
     critic_learning_rate: float | None = None
     straight_through: bool = False
@@ -248,6 +252,7 @@ def _validate(model, training, where):
         "training.confidence_weight": training.confidence_weight,
         "training.profile_weight": training.profile_weight,
         "training.group_weight": training.group_weight,
+        "training.trend_weight": training.trend_weight,
         "training.holdout": training.holdout,
     }
     for name, value in non_negative.items():

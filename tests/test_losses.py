@@ -354,3 +354,37 @@ def test_group_loss_is_the_static_by_time_varying_block_of_the_correlation_gap()
     got = float(group_loss(correlation, tf.constant(target), static))
     assert got == pytest.approx(reference, rel=1e-6)
     assert float(group_loss(correlation, tf.constant(target), [])) == 0.0
+
+
+def test_linear_slopes_match_numpy_polyfit_and_skip_padding():
+    from hg_keras.losses import linear_slopes
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 7, 2))
+    weights = np.arange(7)[None, :] < np.array([[7], [5], [3], [6]])
+    got = linear_slopes(tf.constant(x), tf.constant(weights)).numpy()
+    for p, n in enumerate(weights.sum(1)):
+        for c in range(2):
+            assert got[p, c] == pytest.approx(np.polyfit(np.arange(n), x[p, :n, c], 1)[0])
+
+
+def test_trend_loss_compares_the_share_of_patients_whose_slopes_agree_in_sign():
+    from hg_keras.losses import trend_loss
+
+    rng = np.random.default_rng(6)
+    time = np.arange(8.0)[None, :]
+    slopes = rng.normal(size=(200, 3))
+    slopes[:, 1] = slopes[:, 0] + 0.3 * rng.normal(size=200)  # mostly agree in sign
+    real = slopes[:, None, :] * time[..., None] + 0.01 * rng.normal(size=(200, 8, 3))
+    flipped = real.copy()
+    flipped[::2, :, 1] *= -1  # half the patients' second numeric trends the other way
+    signs = np.sign(slopes)
+    # NumPy reference: mean over the 6 ordered off-diagonal pairs of |agreement gap|.
+    fake_signs = signs.copy()
+    fake_signs[::2, 1] *= -1
+    gap = np.abs(fake_signs.T @ fake_signs - signs.T @ signs) / 200
+    reference = gap[~np.eye(3, dtype=bool)].mean()
+    got = float(trend_loss(tf.constant(flipped), tf.constant(real), 3, sharpness=1e4))
+    assert reference > 0.1 and got == pytest.approx(reference, abs=0.01)
+    assert float(trend_loss(tf.constant(real), tf.constant(real), 3, sharpness=1e4)) < 0.01
+    assert float(trend_loss(tf.constant(real), tf.constant(real), 1)) == 0.0

@@ -18,6 +18,7 @@ from hg_keras.losses import (
     pooled_correlation,
     profile_loss,
     temporal_loss,
+    trend_loss,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
@@ -40,10 +41,12 @@ class WGANGP(keras.Model):
       `target` is the training cohort's; beyond v1, optionally
       ``+ marginal_weight * marginal_loss + temporal_weight * temporal_loss
       + increment_weight * increment_loss + confidence_weight * level_entropy
-      + profile_weight * profile_loss + group_weight * group_loss``
+      + profile_weight * profile_loss + group_weight * group_loss
+      + trend_weight * trend_loss``
       (:func:`hg_keras.losses.marginal_loss`, :func:`hg_keras.losses.temporal_loss`,
       :func:`hg_keras.losses.increment_loss`, :func:`hg_keras.losses.level_entropy`,
-      :func:`hg_keras.losses.profile_loss`; ``group_loss``: the correlation
+      :func:`hg_keras.losses.profile_loss`, :func:`hg_keras.losses.trend_loss`;
+      ``group_loss``: the correlation
       loss on the static-by-time-varying entries only),
       measured against the step's real batch (the profile against the
       cohort's month means, `profile_target`): the statistics the
@@ -96,6 +99,9 @@ class WGANGP(keras.Model):
             entries are a few of the correlation loss's hundreds, so a
             conditional generator can shift a group's values (say, all
             Caucasians' CD4 doubled) at almost no cost, and did (issue 13).
+        trend_weight: float, default 0 (v1): weight of the share of
+            patients whose numerics' linear trends agree in sign
+            (:func:`hg_keras.losses.trend_loss`), against the real batch.
         max_lag: int, autocorrelation lags of the temporal loss.
         renewal: list of the sampler's renewal rates
             (:func:`hg_keras.noise.draw_levels`), one per time-varying
@@ -138,6 +144,7 @@ class WGANGP(keras.Model):
         profile_weight=0.0,
         profile_target=None,
         group_weight=0.0,
+        trend_weight=0.0,
         renewal=None,
         straight_through=False,
         carried=(),
@@ -168,6 +175,7 @@ class WGANGP(keras.Model):
         )
         self.max_lag = max_lag
         self.group_weight = group_weight
+        self.trend_weight = trend_weight
         features = generator.features
         static = set(features["static_columns"])
         self.static_columns = sorted(static)
@@ -199,6 +207,7 @@ class WGANGP(keras.Model):
                 "level_entropy",
                 "profile_loss",
                 "group_loss",
+                "trend_loss",
             )
         }
         # Both networks are built functional models; without a call() on real
@@ -303,9 +312,11 @@ class WGANGP(keras.Model):
             )
             alignment = tf.reduce_mean(tf.abs(correlation - self.correlation_target))
             # Off (v1) means not even traced: the losses add many small ops.
-            marginal = temporal = increment = entropy = profile = group = tf.constant(0.0)
+            marginal = temporal = increment = entropy = profile = group = trend = tf.constant(0.0)
             if self.group_weight:
                 group = group_loss(correlation, self.correlation_target, self.static_columns)
+            if self.trend_weight:
+                trend = trend_loss(fake, batch.real, self.numeric_width, batch.valid)
             if self.marginal_weight:
                 marginal = marginal_loss(
                     fake, batch.real, self.numeric_width, self.discrete_blocks, batch.valid
@@ -337,6 +348,7 @@ class WGANGP(keras.Model):
                 + self.confidence_weight * entropy
                 + self.profile_weight * profile
                 + self.group_weight * group
+                + self.trend_weight * trend
             )
             scaled = generator_loss * batch.scale
         gradients = tape.gradient(scaled, self.generator.trainable_variables)
@@ -350,6 +362,7 @@ class WGANGP(keras.Model):
             "level_entropy": entropy,
             "profile_loss": profile,
             "group_loss": group,
+            "trend_loss": trend,
         }
 
     def _generate(self, batch, noise, seed):

@@ -48,6 +48,7 @@ def test_train_step_updates_both_networks_and_logs(art_schema):
         "level_entropy",
         "profile_loss",
         "group_loss",
+        "trend_loss",
     }
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert int(wgan.critic_optimizer.iterations) == 2

@@ -4,9 +4,9 @@ A regimen is five drug columns in ART for HIV, and only 16 of their
 thousands of combinations occur; a missed visit sets ``VL (M)`` and
 ``CD4 (M)`` together. A generator with one softmax per column, drawn column
 by column, pairs drugs that never go together and flags one measurement of
-a missed visit but not the other: the drug columns alone told synthetic
-from real patients in 0.485 of a classifier's cases (1.0 perfect, 0 none;
-issue 13). ``discrete_output: joint`` instead models each group of
+a missed visit but not the other: on the drug columns alone, the
+evaluation's classifier scored 0.485 (discriminative score; 0.5 is perfect
+separation; issue 13). ``discrete_output: joint`` instead models each group of
 time-varying discrete columns of like persistence (regimen-like, renewed
 under :data:`PERSISTENT_RENEWAL` per month, or event-like) as one
 categorical variable whose levels are the combinations the training

@@ -36,6 +36,7 @@ import keras
 import tensorflow as tf
 import tensorflow.experimental.numpy as tnp
 
+from hg_keras.data.compound import owners
 from hg_keras.data.schema import gap_name, indicator_name
 from hg_keras.errors import InputError
 from hg_keras.layers.carry_forward import CarryForward
@@ -69,7 +70,7 @@ def decode_in_graph(encoded, transformer):
         return tf.convert_to_tensor(transformer.unscale(name, y, xp=tnp))
 
     modelled = schema.modelled()
-    owner = {m: c for c in transformer.compounds for m in c.members}
+    owner = owners(transformer.compounds)
 
     def codes(name):
         # A column modelled inside a compound reads its code off the compound's level.
@@ -77,9 +78,7 @@ def decode_in_graph(encoded, transformer):
         if compound is None:
             block, values = transformer.layout.block(name), modelled.variable(name).codes
         else:
-            block = transformer.layout.block(compound.name)
-            j = compound.members.index(name)
-            values = [combination[j] for combination in compound.combinations]
+            block, values = transformer.layout.block(compound.name), compound.codes_of(name)
         index = tf.argmax(encoded[..., block.start : block.end], axis=-1, output_type=tf.int32)
         return tf.gather(tf.constant(values, tf.int32), index)
 

@@ -104,9 +104,8 @@ def group_loss(correlation, target, static_columns):
         correlation, target: tensors `(features, features)` (:func:`pooled_correlation`).
         static_columns: the static columns' indices; every other column is time-varying.
     """
-    width = correlation.shape[-1]
     static = sorted(static_columns)
-    varying = [c for c in range(width) if c not in set(static)]
+    varying = [c for c in range(correlation.shape[-1]) if c not in static_columns]
     if not static or not varying:
         return tf.constant(0.0, correlation.dtype)
     rows = tf.gather(tf.abs(correlation - target), static)

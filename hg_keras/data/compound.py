@@ -59,10 +59,14 @@ class Compound:
         )
         return Variable(self.name, "categorical", levels=levels, embedding_size=embedding_size)
 
+    def codes_of(self, member):
+        """`member`'s code in each of the compound's levels."""
+        j = self.members.index(member)
+        return [combo[j] for combo in self.combinations]
+
     def levels_with(self, member, code):
         """Compound codes whose combination holds `code` for `member`."""
-        j = self.members.index(member)
-        return [k for k, combo in enumerate(self.combinations) if combo[j] == code]
+        return [k for k, held in enumerate(self.codes_of(member)) if held == code]
 
     def to_dict(self):
         return {"members": list(self.members), "combinations": [list(c) for c in self.combinations]}
@@ -104,11 +108,16 @@ def find_compounds(frame, schema, renewal_rates):
     return compounds
 
 
+def owners(compounds):
+    """dict member column -> the :class:`Compound` holding it."""
+    return {member: c for c in compounds for member in c.members}
+
+
 def compound_schema(schema, compounds):
     """`schema` with each compound in place of its members (where the first one was)."""
     if not compounds:
         return schema
-    owner = {m: c for c in compounds for m in c.members}
+    owner = owners(compounds)
     variables = []
     for variable in schema.variables:
         compound = owner.get(variable.name)
@@ -137,10 +146,9 @@ def from_compound_frame(frame, compounds, columns):
         return frame
     frame = frame.copy()
     for compound in compounds:
-        table = np.asarray(compound.combinations, dtype=np.int64)
-        codes = frame.pop(compound.name).to_numpy()
-        for j, member in enumerate(compound.members):
-            frame[member] = table[codes.astype(np.int64), j]
+        levels = frame.pop(compound.name).to_numpy().astype(np.int64)
+        for member in compound.members:
+            frame[member] = np.asarray(compound.codes_of(member), dtype=np.int64)[levels]
     return frame[list(columns)]
 
 

@@ -24,6 +24,7 @@ from hg_keras.data.compound import (
     compound_schema,
     find_compounds,
     from_compound_frame,
+    owners,
     to_compound_frame,
 )
 from hg_keras.data.derived import fill_values, from_model_frame, to_model_frame
@@ -85,7 +86,7 @@ class FeatureLayout:
         """`[start, end, *flag columns]` per carried variable (Variable.carried_when):
         its encoded columns and the one-hot columns whose sum is the probability
         that it is carried: the flag's level, or the compound levels holding it."""
-        owner = {m: c for c in compounds for m in c.members}
+        owner = owners(compounds)
         for variable in schema.variables:
             if variable.carried_when:
                 flag, code = variable.carried_when

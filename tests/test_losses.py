@@ -341,19 +341,68 @@ def test_temporal_loss_is_zero_for_the_same_batch_and_grows_with_shuffling():
     assert float(temporal_loss(shuffled, real, 2, [(2, 4)], [0.0])) > 0.2
 
 
-def test_group_loss_is_the_static_by_time_varying_block_of_the_correlation_gap():
-    from hg_keras.losses import group_loss, pooled_correlation
+def _batch_with_groups(rng, patients=24, months=7):
+    """Numerics in columns 0-1, static blocks 2-4 and 5-6, a time-varying block 7-9."""
+    numerics = rng.random((patients, months, 2))
+    static = [np.eye(3)[rng.integers(0, 3, patients)], np.eye(2)[rng.integers(0, 2, patients)]]
+    static = np.repeat(np.concatenate(static, axis=-1)[:, None], months, axis=1)
+    dynamic = rng.dirichlet(np.ones(3), size=(patients, months))
+    return np.concatenate([numerics, static, dynamic], axis=-1)
+
+
+def _numpy_group_loss(fake, real, valid):
+    """The loop the docstring describes: per static level, per variable."""
+    total = 0.0
+    for block in ((2, 5), (5, 7)):
+        for level in range(*block):
+            in_real, in_fake = real[:, 0, level] == 1, fake[:, 0, level] == 1
+            if not in_real.any():
+                continue
+            means = []
+            for x, members in ((fake, in_fake), (real, in_real)):
+                patients = [x[p][valid[p]].mean(axis=0) for p in np.flatnonzero(members)]
+                means.append(np.mean(patients, axis=0) if patients else np.zeros(x.shape[-1]))
+            gap = np.abs(means[0] - means[1])
+            variables = [gap[0], gap[1], 0.5 * gap[7:10].sum()]
+            total += in_real.mean() * np.mean(variables)
+    return total / 2
+
+
+def test_group_loss_matches_a_numpy_loop_over_levels_with_padding():
+    from hg_keras.losses import group_loss
 
     rng = np.random.default_rng(4)
-    x = rng.random((16, 5, 6))
-    x[..., 4] += 2.0 * x[:, :1, 1]  # a static column's level shifts column 4
-    target = np.corrcoef(rng.random((80, 6)).T)
-    static = [1, 2]
-    reference = np.abs(np.corrcoef(x.reshape(-1, 6).T) - target)[static][:, [0, 3, 4, 5]].mean()
-    correlation = pooled_correlation(tf.constant(x))
-    got = float(group_loss(correlation, tf.constant(target), static))
-    assert got == pytest.approx(reference, rel=1e-6)
-    assert float(group_loss(correlation, tf.constant(target), [])) == 0.0
+    real, fake = _batch_with_groups(rng), _batch_with_groups(rng)
+    fake[:, :, 2:7] = real[:, :, 2:7]  # conditional: the real patients' groups
+    fake[fake[:, 0, 2] == 1, :, 0] += 0.5  # the first level's first numeric shifted
+    valid = np.arange(7)[None] < rng.integers(3, 8, size=(24, 1))
+    args = (2, [(2, 5), (5, 7)], [(7, 10)])
+    got = float(group_loss(tf.constant(fake), tf.constant(real), *args, tf.constant(valid)))
+    assert got == pytest.approx(_numpy_group_loss(fake, real, valid), rel=1e-6)
+    # Unconditional batches: each batch's own members.
+    other = _batch_with_groups(rng)
+    everywhere = np.ones((24, 7), bool)
+    got = float(group_loss(tf.constant(other), tf.constant(real), *args))
+    assert got == pytest.approx(_numpy_group_loss(other, real, everywhere), rel=1e-6)
+    assert float(group_loss(tf.constant(real), tf.constant(real), *args)) == 0.0
+    assert float(group_loss(tf.constant(fake), tf.constant(real), 2, [], [(7, 10)])) == 0.0
+
+
+def test_group_loss_sees_a_group_shift_the_pooled_marginals_hide():
+    from hg_keras.losses import group_loss, marginal_loss
+
+    real = _batch_with_groups(np.random.default_rng(5), patients=40)
+    first = np.arange(40) < 20
+    real[:, :, 5:7] = np.eye(2)[(~first).astype(int)][:, None]
+    fake = real.copy()
+    # The same pooled values, each group holding the other's.
+    real[:, :, 0] = np.where(first[:, None], 0.9, 0.1)
+    fake[:, :, 0] = np.where(first[:, None], 0.1, 0.9)
+    real, fake = tf.constant(real), tf.constant(fake)
+    assert float(marginal_loss(fake[..., :1], real[..., :1], 1, [])) == 0.0
+    # The second block alone: both levels half the batch, 0.8 apart in one of three variables.
+    grouped = float(group_loss(fake, real, 2, [(5, 7)], [(7, 10)]))
+    assert grouped == pytest.approx(0.8 / 3, rel=1e-6)
 
 
 def test_linear_slopes_match_numpy_polyfit_and_skip_padding():

@@ -170,7 +170,9 @@ def train(
     transformer = (
         folder.read_transformer()
         if resume
-        else CohortTransformer(config.schema, joint=joint).fit(frame)
+        else CohortTransformer(
+            config.schema, joint=joint, transforms=config.model.numeric_transforms
+        ).fit(frame)
     )
     for compound in [] if resume else transformer.compounds:
         log.info(

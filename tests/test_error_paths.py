@@ -34,6 +34,14 @@ def run(*args):
             "training.generator_average must be 0 for off or a momentum below 1, got 1.0",
         ),
         (
+            "model:\n  numeric_transforms: {VL: sqrt}\n",
+            "model.numeric_transforms: VL: 'sqrt' is not one of boxcox, log, minmax",
+        ),
+        (
+            "model:\n  numeric_transforms: {Gender: log}\n",
+            "model.numeric_transforms: 'Gender' is not a numeric variable of the schema",
+        ),
+        (
             "model:\n  carry_forward: always\n",
             "model.carry_forward must be declared or detect, got 'always'",
         ),

@@ -54,6 +54,7 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         masked=config.schema.variable_length,
         condition_columns=transformer.layout.condition_columns if model.conditional else (),
         patient_latent_dim=model.patient_latent_dim,
+        group_effects=model.group_effects,
         numeric_margin=model.numeric_margin,
         name="generator",
     )

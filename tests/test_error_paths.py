@@ -42,6 +42,10 @@ def run(*args):
             "model.numeric_transforms: 'Gender' is not a numeric variable of the schema",
         ),
         (
+            "model:\n  group_effects: false\n",
+            "model.group_effects: false needs model.conditional: true",
+        ),
+        (
             "model:\n  carry_forward: always\n",
             "model.carry_forward must be declared or detect, got 'always'",
         ),

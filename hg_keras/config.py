@@ -64,11 +64,14 @@ class ModelConfig:
             elsewhere (last observation carried forward;
             :func:`hg_keras.data.derived.detect_carried`). The run's saved
             config lists what was found.
-        group_effects: bool, default true: a conditional generator's
-            recurrent layers see the static groups; false only imposes them
-            on its output, so the time-varying variables are generated
-            independently of them (right only for a cohort whose groups do
-            not differ; the evaluation's correlation MAE shows what is lost).
+        group_effects: bool or ``detect``, default true: a conditional
+            generator's recurrent layers see the static groups; false only
+            imposes them on its output, so the time-varying variables are
+            generated independently of them (right only for a cohort whose
+            groups do not differ; the evaluation's correlation MAE shows what
+            is lost). ``detect`` decides at training from the training
+            patients (:func:`hg_keras.conditions.detect_group_effects`) and
+            saves the answer in the run's config.
         numeric_transforms: mapping of numeric variable to ``boxcox``,
             ``log`` or ``minmax``: how the model encodes it, in place of the
             schema's ``transform`` (empty: the schema's, v1). The schema's
@@ -91,7 +94,7 @@ class ModelConfig:
     step_scores: bool = False
     numeric_margin: float = 0.0
     carry_forward: str = "declared"
-    group_effects: bool = True
+    group_effects: bool | str = True
     numeric_transforms: dict = dataclasses.field(default_factory=dict)
 
 
@@ -213,8 +216,11 @@ class Config:
                 "in the schema"
             )
         _check_transforms(model.numeric_transforms, schema, where)
-        if not model.group_effects and not model.conditional:
-            raise InputError(f"{where}: model.group_effects: false needs model.conditional: true")
+        if model.group_effects is not True and not model.conditional:
+            raise InputError(
+                f"{where}: model.group_effects: {str(model.group_effects).lower()} needs "
+                "model.conditional: true"
+            )
         if training.rebalance and not model.conditional:
             raise InputError(f"{where}: training.rebalance needs model.conditional: true")
         return cls(schema=schema, model=model, training=training)
@@ -237,6 +243,8 @@ def _section(kind, values, where):
             if not isinstance(value, list) or not value:
                 raise InputError(f"{where}: curriculum must be a non-empty list of lengths")
             values[name] = tuple(value)
+        elif name == "group_effects":
+            continue  # true, false or detect: _validate
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise InputError(f"{where}: {name} must be true or false, got '{value}'")
@@ -328,6 +336,11 @@ def _validate(model, training, where):
         raise InputError(
             f"{where}: model.discrete_output must be argmax, sample, persistent or joint, "
             f"got '{model.discrete_output}'"
+        )
+    if not isinstance(model.group_effects, bool) and model.group_effects != "detect":
+        raise InputError(
+            f"{where}: model.group_effects must be true, false or detect, "
+            f"got '{model.group_effects}'"
         )
     if model.carry_forward not in ("declared", "detect"):
         raise InputError(

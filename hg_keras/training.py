@@ -14,6 +14,7 @@ import pandas as pd
 import tensorflow as tf
 
 from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
+from hg_keras.conditions import detect_group_effects
 from hg_keras.data.derived import detect_carried
 from hg_keras.data.pipeline import (
     check_curriculum,
@@ -54,7 +55,7 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         masked=config.schema.variable_length,
         condition_columns=transformer.layout.condition_columns if model.conditional else (),
         patient_latent_dim=model.patient_latent_dim,
-        group_effects=model.group_effects,
+        group_effects=model.group_effects is not False,  # an unresolved detect (benchmarks): on
         numeric_margin=model.numeric_margin,
         name="generator",
     )
@@ -167,6 +168,19 @@ def train(
         config = dataclasses.replace(config, schema=schema)
         rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
         log.info("carried forward (detected): %s", rules or "none")
+    if not resume and config.model.group_effects == "detect":
+        differ, p, where = detect_group_effects(frame, config.schema)
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, group_effects=differ)
+        )
+        log.info(
+            "static groups %s the time-varying variables (smallest Kruskal-Wallis p %.2g%s): "
+            "group_effects %s",
+            "shape" if differ else "do not shape",
+            p,
+            f", {where[0]} on {where[1]}" if where else "",
+            str(differ).lower(),
+        )
     joint = config.model.discrete_output == "joint"
     transformer = (
         folder.read_transformer()

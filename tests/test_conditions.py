@@ -74,3 +74,58 @@ def test_length_table_is_the_training_length_distribution(transformer):
     counts = frame.groupby("PatientID").size().value_counts(normalize=True).sort_index()
     np.testing.assert_array_equal(lengths, counts.index)
     np.testing.assert_allclose(probabilities, counts.to_numpy())
+
+
+def _patient_medians(cohort, column):
+    """Per patient (sorted by id): the static Ethnic code and the median of `column`."""
+    ethnic, values = {}, {}
+    for patient, ethnic_code, value in cohort[["PatientID", "Ethnic", column]].to_numpy():
+        ethnic[patient] = ethnic_code
+        values.setdefault(patient, []).append(value)
+    patients = sorted(values)
+    return (
+        np.array([ethnic[p] for p in patients]),
+        np.array([np.median(values[p]) for p in patients]),
+    )
+
+
+def test_detect_group_effects_finds_a_group_that_differs_and_none_in_the_embedded_cohort(
+    art_schema,
+):
+    import scipy.stats
+
+    from hg_keras.conditions import detect_group_effects
+    from hg_keras.data import load_cohort
+
+    cohort = load_cohort(patients=400)
+    # The simulator draws Gender and Ethnic independently of everything else.
+    differ, p, _ = detect_group_effects(cohort, art_schema)
+    assert not differ and 0 < p <= 1
+    # Caucasian patients' CD4 raised by half: that and only that is the finding.
+    shifted = cohort.copy()
+    caucasian = shifted["Ethnic"] == 3
+    shifted.loc[caucasian, "CD4"] *= 1.5
+    differ, p, where = detect_group_effects(shifted, art_schema)
+    assert differ and where == ("Ethnic", "CD4")
+    ethnic, medians = _patient_medians(shifted, "CD4")
+    counts = {code: (ethnic == code).sum() for code in np.unique(ethnic)}
+    tested = [medians[ethnic == code] for code, n in counts.items() if n >= 5]
+    assert p == pytest.approx(scipy.stats.kruskal(*tested).pvalue, rel=1e-9)
+    # A time-varying discrete variable: female patients all missing their visits' drug record.
+    drugs = cohort.copy()
+    drugs.loc[drugs["Gender"] == 2, "Drug (M)"] = 1
+    differ, _, where = detect_group_effects(drugs, art_schema)
+    assert differ and where[0] == "Gender" and where[1].startswith("Drug (M)=")
+
+
+def test_detect_group_effects_on_a_schema_with_lengths_levels_and_missing_values(transformer):
+    from hg_keras.conditions import detect_group_effects
+
+    # irregular_cohort's heart rate is 10 higher for Sex=1; its Lactate has gaps (NaN).
+    schema = transformer[0].schema
+    frame = transformer[1]
+    differ, p, where = detect_group_effects(frame, schema)
+    assert differ and where == ("Sex", "HR") and p < 1e-3
+    same = frame.copy()
+    same["HR"] = 80.0
+    assert detect_group_effects(same, schema)[2] != ("Sex", "HR")

@@ -46,6 +46,14 @@ def run(*args):
             "model.group_effects: false needs model.conditional: true",
         ),
         (
+            "model:\n  group_effects: detect\n",
+            "model.group_effects: detect needs model.conditional: true",
+        ),
+        (
+            "model:\n  conditional: true\n  group_effects: sometimes\n",
+            "model.group_effects must be true, false or detect, got 'sometimes'",
+        ),
+        (
             "model:\n  carry_forward: always\n",
             "model.carry_forward must be declared or detect, got 'always'",
         ),

@@ -143,6 +143,13 @@ class TrainingConfig:
         critic_learning_rate: float or None, the critic's Adam learning rate
             (None: `learning_rate`, as v1); a larger one is the two time-scale
             update rule (Heusel et al. 2017, arXiv:1706.08500).
+        learning_rate_decay: float in [0, 1), the share of both learning
+            rates removed, along a half cosine, by the last update of the
+            configured epochs (0: constant, v1; 0.9 ends at a tenth). A
+            constant rate keeps a GAN's generator moving to the end, so a
+            short run stops at a random point of its oscillation; a decayed
+            one settles. A resumed run continues the schedule; updates past
+            the configured epochs keep the final rate.
         straight_through: bool, show the critic one-hot levels drawn from
             the generated probabilities (as ``discrete_output`` draws them),
             with straight-through gradients, instead of the probabilities
@@ -175,6 +182,7 @@ class TrainingConfig:
     trend_weight: float = 0.0
     generator_average: float = 0.0
     critic_learning_rate: float | None = None
+    learning_rate_decay: float = 0.0
     straight_through: bool = False
     holdout: float = 0.2
 
@@ -305,6 +313,11 @@ def _validate(model, training, where):
     for name, value in non_negative.items():
         if value < 0:
             raise InputError(f"{where}: {name} must be zero or positive, got {value}")
+    if not 0 <= training.learning_rate_decay < 1:
+        raise InputError(
+            f"{where}: training.learning_rate_decay must be at least 0 and below 1, "
+            f"got {training.learning_rate_decay}"
+        )
     if not 0 <= training.generator_average < 1:
         raise InputError(
             f"{where}: training.generator_average must be 0 for off or a momentum below 1, "

@@ -90,7 +90,17 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         carried=transformer.layout.carried,
     )
 
-    def adam(name, rate, average=0.0):
+    updates = training.epochs * steps_per_epoch(
+        encoded.shape[0], training.curriculum, training.batch_size
+    )
+
+    def adam(name, rate, average=0.0, steps_per_update=1):
+        if training.learning_rate_decay:
+            rate = keras.optimizers.schedules.CosineDecay(
+                rate,
+                decay_steps=updates * steps_per_update,
+                alpha=1.0 - training.learning_rate_decay,
+            )
         return keras.optimizers.Adam(
             rate,
             beta_1=training.beta_1,
@@ -105,7 +115,7 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         generator_optimizer=adam(
             "generator_adam", training.learning_rate, training.generator_average
         ),
-        critic_optimizer=adam("critic_adam", critic_rate),
+        critic_optimizer=adam("critic_adam", critic_rate, steps_per_update=training.critic_steps),
     )
     return wgan
 

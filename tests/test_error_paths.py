@@ -46,6 +46,10 @@ def run(*args):
             "model.group_effects: false needs model.conditional: true",
         ),
         (
+            "training:\n  learning_rate_decay: 1.0\n",
+            "training.learning_rate_decay must be at least 0 and below 1, got 1.0",
+        ),
+        (
             "model:\n  group_effects: detect\n",
             "model.group_effects: detect needs model.conditional: true",
         ),

@@ -176,3 +176,36 @@ def test_carried_values_follow_their_flags_in_what_the_critic_sees(art_schema):
     p = raw[:, 1:, flag]
     expected = p * fake[:, :-1, vl] + (1 - p) * raw[:, 1:, vl]
     np.testing.assert_allclose(fake[:, 1:, vl], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_learning_rate_decay_follows_a_half_cosine_over_the_configured_updates(tiny_config_path):
+    from hg_keras.data.pipeline import steps_per_epoch
+    from hg_keras.training import build_wgan
+
+    frame = load_cohort(patients=8)
+    config = load_config(tiny_config_path).replace_training(
+        learning_rate_decay=0.9, epochs=3, critic_steps=2
+    )
+    transformer = CohortTransformer(config.schema).fit(frame)
+    encoded = transformer.encode(frame)
+    wgan = build_wgan(config, transformer, encoded)
+    training = config.training
+    updates = training.epochs * steps_per_epoch(8, training.curriculum, training.batch_size)
+
+    def expected(step, total):
+        done = min(step, total) / total
+        return training.learning_rate * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * done)))
+
+    # The critic steps critic_steps times per generator update: the same curve for both.
+    for optimizer, total in (
+        (wgan.generator_optimizer, updates),
+        (wgan.critic_optimizer, updates * training.critic_steps),
+    ):
+        for step in (0, total // 3, total, 2 * total):
+            optimizer.iterations.assign(step)
+            assert float(optimizer.learning_rate) == pytest.approx(expected(step, total), rel=1e-5)
+    constant = build_wgan(config.replace_training(learning_rate_decay=0.0), transformer, encoded)
+    constant.generator_optimizer.iterations.assign(updates)
+    assert float(constant.generator_optimizer.learning_rate) == pytest.approx(
+        training.learning_rate
+    )

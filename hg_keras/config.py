@@ -134,6 +134,10 @@ class TrainingConfig:
         trend_weight: float, weight of the share of patients whose numerics'
             linear trends agree in sign, against the real batch (v1: 0): what
             the evaluation's trend correlation grades.
+        summary_weight: float, weight of the spread over patients of each
+            numeric's own mean, minimum and maximum against the real batch
+            (v1: 0): a rare kind of patient (a viral rebound, a naive start)
+            is a few percent of the months but many patients' maxima.
         generator_average: float, 0 (v1) or the momentum of an exponential
             moving average of the generator's weights (Adam's ``use_ema``),
             which the run saves instead of the last weights: a GAN's
@@ -180,6 +184,7 @@ class TrainingConfig:
     profile_weight: float = 0.0
     group_weight: float = 0.0
     trend_weight: float = 0.0
+    summary_weight: float = 0.0
     generator_average: float = 0.0
     critic_learning_rate: float | None = None
     learning_rate_decay: float = 0.0
@@ -308,6 +313,7 @@ def _validate(model, training, where):
         "training.profile_weight": training.profile_weight,
         "training.group_weight": training.group_weight,
         "training.trend_weight": training.trend_weight,
+        "training.summary_weight": training.summary_weight,
         "training.holdout": training.holdout,
     }
     for name, value in non_negative.items():

@@ -85,6 +85,7 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         profile_target=month_profile(encoded) if training.profile_weight else None,
         group_weight=training.group_weight,
         trend_weight=training.trend_weight,
+        summary_weight=training.summary_weight,
         renewal=renewal_rates(model.discrete_output, transformer),
         straight_through=training.straight_through,
         carried=transformer.layout.carried,

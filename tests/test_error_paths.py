@@ -29,6 +29,7 @@ def run(*args):
         ("model:\n  numeric_margin: -0.1\n", "model.numeric_margin must be zero or positive"),
         ("training:\n  profile_weight: -1\n", "training.profile_weight must be zero or positive"),
         ("training:\n  group_weight: -2\n", "training.group_weight must be zero or positive"),
+        ("training:\n  summary_weight: -1\n", "training.summary_weight must be zero or positive"),
         (
             "training:\n  generator_average: 1.0\n",
             "training.generator_average must be 0 for off or a momentum below 1, got 1.0",

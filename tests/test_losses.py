@@ -6,7 +6,9 @@ import tensorflow as tf
 from hg_keras.losses import (
     correlation_loss,
     gradient_penalty,
+    marginal_loss,
     pooled_correlation,
+    summary_loss,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
@@ -437,3 +439,43 @@ def test_trend_loss_compares_the_share_of_patients_whose_slopes_agree_in_sign():
     assert reference > 0.1 and got == pytest.approx(reference, abs=0.01)
     assert float(trend_loss(tf.constant(real), tf.constant(real), 3, sharpness=1e4)) < 0.01
     assert float(trend_loss(tf.constant(real), tf.constant(real), 1)) == 0.0
+
+
+def _numpy_summary_loss(fake, real, numeric_width, valid):
+    """Loop over patients: each's mean, min and max of its valid steps, sorted per statistic."""
+    gaps = []
+    for column in range(numeric_width):
+        per_batch = []
+        for x in (fake, real):
+            rows = []
+            for patient in range(x.shape[0]):
+                values = x[patient, valid[patient] > 0, column]
+                rows.append([values.mean(), values.min(), values.max()])
+            per_batch.append(np.sort(np.asarray(rows), axis=0))
+        gaps.append(np.abs(per_batch[0] - per_batch[1]))
+    return np.mean(gaps)
+
+
+def test_summary_loss_matches_a_numpy_loop_over_patients_with_padding():
+    rng = np.random.default_rng(3)
+    fake, real = rng.random((2, 12, 9, 5)).astype(np.float32)
+    valid = np.ones((12, 9), np.float32)
+    for patient, length in enumerate(rng.integers(1, 10, 12)):
+        valid[patient, length:] = 0
+    fake[valid == 0] = 0.7  # padding must not count as anybody's maximum or minimum
+    got = summary_loss(tf.constant(fake), tf.constant(real), 3, tf.constant(valid))
+    assert float(got) == pytest.approx(_numpy_summary_loss(fake, real, 3, valid), rel=1e-5)
+    assert float(summary_loss(tf.constant(real), tf.constant(real), 3)) == 0.0
+
+
+def test_summary_loss_sees_rare_extreme_patients_the_pooled_marginal_hardly_weighs():
+    rng = np.random.default_rng(4)
+    real = rng.normal(0.5, 0.02, (40, 60, 1)).astype(np.float32)
+    real[:20, 30] = 0.99  # half the patients: one extreme month (a rebound)
+    calm = real.copy()
+    calm[:20, 30] = 0.5
+    marginal = float(marginal_loss(tf.constant(calm), tf.constant(real), 1, []))
+    summary = float(summary_loss(tf.constant(calm), tf.constant(real), 1))
+    # The marginal spreads the 20 extreme months over 2,400; the maxima are half the patients.
+    assert summary > 15 * marginal
+    np.testing.assert_allclose(summary, _numpy_summary_loss(calm, real, 1, np.ones((40, 60))))

@@ -17,6 +17,7 @@ from hg_keras.losses import (
     marginal_loss,
     pooled_correlation,
     profile_loss,
+    summary_loss,
     temporal_loss,
     trend_loss,
     wasserstein_critic_loss,
@@ -42,11 +43,11 @@ class WGANGP(keras.Model):
       ``+ marginal_weight * marginal_loss + temporal_weight * temporal_loss
       + increment_weight * increment_loss + confidence_weight * level_entropy
       + profile_weight * profile_loss + group_weight * group_loss
-      + trend_weight * trend_loss``
+      + trend_weight * trend_loss + summary_weight * summary_loss``
       (:func:`hg_keras.losses.marginal_loss`, :func:`hg_keras.losses.temporal_loss`,
       :func:`hg_keras.losses.increment_loss`, :func:`hg_keras.losses.level_entropy`,
       :func:`hg_keras.losses.profile_loss`, :func:`hg_keras.losses.group_loss`,
-      :func:`hg_keras.losses.trend_loss`),
+      :func:`hg_keras.losses.trend_loss`, :func:`hg_keras.losses.summary_loss`),
       measured against the step's real batch (the profile against the
       cohort's month means, `profile_target`): the statistics the
       evaluation grades (marginals, autocorrelations, switch rates) get a
@@ -101,6 +102,9 @@ class WGANGP(keras.Model):
         trend_weight: float, default 0 (v1): weight of the share of
             patients whose numerics' linear trends agree in sign
             (:func:`hg_keras.losses.trend_loss`), against the real batch.
+        summary_weight: float, default 0 (v1): weight of the spread over
+            patients of each numeric's own mean, minimum and maximum
+            (:func:`hg_keras.losses.summary_loss`), against the real batch.
         max_lag: int, autocorrelation lags of the temporal loss.
         renewal: list of the sampler's renewal rates
             (:func:`hg_keras.noise.draw_levels`), one per time-varying
@@ -141,6 +145,7 @@ class WGANGP(keras.Model):
         increment_weight=0.0,
         confidence_weight=0.0,
         profile_weight=0.0,
+        summary_weight=0.0,
         profile_target=None,
         group_weight=0.0,
         trend_weight=0.0,
@@ -169,6 +174,7 @@ class WGANGP(keras.Model):
         self.increment_weight = increment_weight
         self.confidence_weight = confidence_weight
         self.profile_weight = profile_weight
+        self.summary_weight = summary_weight
         self.profile_target = (
             None if profile_target is None else tf.constant(profile_target, dtype=tf.float32)
         )
@@ -207,6 +213,7 @@ class WGANGP(keras.Model):
                 "profile_loss",
                 "group_loss",
                 "trend_loss",
+                "summary_loss",
             )
         }
         # Both networks are built functional models; without a call() on real
@@ -311,7 +318,9 @@ class WGANGP(keras.Model):
             )
             alignment = tf.reduce_mean(tf.abs(correlation - self.correlation_target))
             # Off (v1) means not even traced: the losses add many small ops.
-            marginal = temporal = increment = entropy = profile = group = trend = tf.constant(0.0)
+            marginal = temporal = increment = entropy = profile = group = trend = summary = (
+                tf.constant(0.0)
+            )
             if self.group_weight:
                 group = group_loss(
                     fake,
@@ -342,6 +351,8 @@ class WGANGP(keras.Model):
             if self.confidence_weight and self.dynamic_blocks:
                 persistence = [1.0 - r for r in self.renewal or [0.0] * len(self.dynamic_blocks)]
                 entropy = level_entropy(fake, self.dynamic_blocks, persistence, batch.valid)
+            if self.summary_weight:
+                summary = summary_loss(fake, batch.real, self.numeric_width, batch.valid)
             if self.profile_weight:
                 target = batch.real if self.profile_target is None else self.profile_target
                 profile = profile_loss(fake, target, batch.valid)
@@ -355,6 +366,7 @@ class WGANGP(keras.Model):
                 + self.profile_weight * profile
                 + self.group_weight * group
                 + self.trend_weight * trend
+                + self.summary_weight * summary
             )
             scaled = generator_loss * batch.scale
         gradients = tape.gradient(scaled, self.generator.trainable_variables)
@@ -369,6 +381,7 @@ class WGANGP(keras.Model):
             "profile_loss": profile,
             "group_loss": group,
             "trend_loss": trend,
+            "summary_loss": summary,
         }
 
     def _generate(self, batch, noise, seed):

@@ -95,6 +95,20 @@ def test_profile_loss_is_held_to_the_training_cohorts_month_means(tiny_config_pa
     assert np.isfinite(float(logs["profile_loss"])) and float(logs["profile_loss"]) > 0
 
 
+def test_summary_loss_is_logged_when_weighted_and_not_traced_when_off(tiny_config_path):
+    from hg_keras.training import build_wgan
+
+    frame = load_cohort(patients=8)
+    config = load_config(tiny_config_path)
+    transformer = CohortTransformer(config.schema).fit(frame)
+    encoded = tf.constant(transformer.encode(frame)[:, :6])
+    keras.utils.set_random_seed(0)
+    weighted = build_wgan(config.replace_training(summary_weight=30.0), transformer, encoded)
+    assert float(weighted.train_step(encoded)["summary_loss"]) > 0
+    off = build_wgan(config, transformer, encoded)
+    assert float(off.train_step(encoded)["summary_loss"]) == 0.0
+
+
 def test_group_loss_is_logged_when_weighted(tiny_config_path):
     from hg_keras.training import build_wgan
 

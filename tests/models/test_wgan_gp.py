@@ -49,6 +49,7 @@ def test_train_step_updates_both_networks_and_logs(art_schema):
         "profile_loss",
         "group_loss",
         "trend_loss",
+        "summary_loss",
     }
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert float(logs["group_loss"]) == float(logs["trend_loss"]) == 0.0  # off: not computed

@@ -1,6 +1,7 @@
 """Error paths not covered elsewhere: each gives one line naming what is wrong."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -69,6 +70,20 @@ def test_bad_config_values(tmp_path, override, message):
     path.write_text(f"extends: {builtin_config_path('art4hiv')}\n{override}")
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("(", r"\(")):
         load_config(path)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "configs").glob("*.yaml"))
+    + sorted((ROOT / "benchmarks/candidates").glob("*.yaml")),
+    ids=lambda path: f"{path.parent.name}/{path.name}",
+)
+def test_every_shipped_config_and_benchmark_candidate_loads(path):
+    config = load_config(path)
+    assert config.training.epochs >= 1 and config.schema.variables
 
 
 def test_extends_loop(tmp_path):

@@ -95,6 +95,17 @@ def cli(debug):
     help="Cohort CSV/Parquet matching the config's schema [default: embedded cohort].",
 )
 @click.option("--patients", type=click.IntRange(min=1), help="Train on the first N patients.")
+@click.option(
+    "--updates",
+    type=click.IntRange(min=1),
+    help="Generator updates to train for [default: the config's training.updates].",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Train for this many minutes (to the next epoch end); with --updates or --epochs, "
+    "whichever comes first.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs (each walks the curriculum).")
 @click.option("--seed", type=int, help="Seed for weights, data order and noise.")
 @click.option(
@@ -137,6 +148,8 @@ def train(
     config_path,
     data,
     patients,
+    updates,
+    minutes,
     epochs,
     seed,
     holdout,
@@ -158,14 +171,23 @@ def train(
     if resume:
         if patients or seed is not None or holdout is not None:
             raise click.UsageError(
-                "--resume continues a run as configured; only --epochs and --data may be given"
+                "--resume continues a run as configured; only --updates, --minutes, --epochs "
+                "and --data may be given"
             )
         out = out or LATEST
     # A resumed run trains with its own config; --config is not read then.
     config = "quick" if resume else config_path
     synth = Synthesizer(config, patients=patients, seed=seed, holdout=holdout)
     out = out or RunFolder.new().path
-    synth.fit(data, out=out, epochs=epochs, resume=resume, strategy=strategy)
+    synth.fit(
+        data,
+        out=out,
+        epochs=epochs,
+        updates=updates,
+        minutes=minutes,
+        resume=resume,
+        strategy=strategy,
+    )
     if not is_chief(strategy):
         click.echo(f"worker done; the chief writes the run to {synth.worker_run_dir}")
         return

@@ -90,44 +90,48 @@ class StopOnSignal(keras.callbacks.Callback):
         self._previous = {}
 
 
-class EpochCheckpoint(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore at every epoch end, kept after training.
+WEIGHTS = "latest.weights.h5"
+METADATA = "checkpoint.json"
 
-    It saves the WGAN's weights, both optimizers' state (iteration counts
-    included) and the epoch, and restores them when ``fit`` starts, so a
-    resumed run continues from the last completed epoch. An epoch whose logs
-    are not finite is not saved, so the checkpoint stays the last good one.
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the WGAN at every epoch end and restores it when ``fit`` starts.
+
+    The weights file (``save_weights``) holds both networks and both
+    optimizers' state, iteration counts included, so a resumed run draws
+    the same noise and batches as an uninterrupted one; ``checkpoint.json``
+    names the last completed epoch. Each is written beside itself and
+    renamed, weights first, so a kill mid-write leaves the last good pair
+    and the metadata never names an epoch the weights lack. An epoch whose
+    logs are not finite is not saved.
 
     Args:
-        backup_dir: folder of the checkpoint.
+        folder: str or Path of the checkpoint.
         write: bool; False on the workers of a multi-worker run other than
             the chief, which restore from the checkpoint but never write it.
     """
 
-    def __init__(self, backup_dir, write=True):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+    def __init__(self, folder, write=True):
+        super().__init__()
+        self.folder = Path(folder)
         self.write = write
 
-    def _save_model(self):
-        if not self.write:
-            return
-        # BackupAndRestore writes in place; a kill mid-write would leave a torn
-        # file. Write each file beside itself and rename: weights first, then
-        # the epoch, so the metadata never names an epoch the weights lack.
-        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
-        atomic_write(self._weights_path, self.model.save_weights, suffix=".weights.h5")
-        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
-        atomic_write(self._training_metadata_path, lambda tmp: Path(tmp).write_text(metadata))
+    def on_train_begin(self, logs=None):
+        if (self.folder / METADATA).exists():
+            self.model.load_weights(self.folder / WEIGHTS)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.model.stop_training and not _finite(logs):
+        if not self.write or (self.model.stop_training and not _finite(logs)):
             return
-        super().on_epoch_end(epoch, logs)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.folder / WEIGHTS, self.model.save_weights, suffix=".weights.h5")
+        metadata = json.dumps({"epoch": epoch + 1})
+        atomic_write(self.folder / METADATA, lambda tmp: Path(tmp).write_text(metadata))
 
 
-def completed_epochs(backup_dir):
-    """Epochs completed by the checkpoint in `backup_dir` (0 when there is none)."""
-    metadata = Path(backup_dir) / "training_metadata.json"
+def completed_epochs(folder):
+    """Epochs completed by the checkpoint in `folder` (0 when there is none)."""
+    metadata = Path(folder) / METADATA
     if not metadata.exists():
         return 0
     try:
@@ -138,6 +142,9 @@ def completed_epochs(backup_dir):
 
 class TimeBudget(keras.callbacks.Callback):
     """Stops training after `seconds` of wall-clock time, saving generator snapshots on the way.
+
+    With `at_epoch_end` the run stops at the first epoch end past the
+    budget (``training.minutes``), so its checkpoint holds whole epochs.
 
     Comparing configurations "within the same time budget" needs each run
     stopped at the same training time, and a metric-against-time curve needs
@@ -154,11 +161,13 @@ class TimeBudget(keras.callbacks.Callback):
         snapshot_times: increasing floats within the budget; the budget
             itself is always a snapshot.
         folder: str or Path for the snapshots, or None to save none.
+        at_epoch_end: bool, stop at an epoch end rather than after a batch.
     """
 
-    def __init__(self, seconds, snapshot_times=(), folder=None):
+    def __init__(self, seconds, snapshot_times=(), folder=None, at_epoch_end=False):
         super().__init__()
         self.seconds = float(seconds)
+        self.at_epoch_end = at_epoch_end
         self.snapshot_times = sorted({*map(float, snapshot_times), self.seconds})
         self.folder = Path(folder) if folder else None
         self.snapshots = []
@@ -173,7 +182,11 @@ class TimeBudget(keras.callbacks.Callback):
         while self.snapshot_times and elapsed >= self.snapshot_times[0]:
             self.snapshot_times.pop(0)
             self._snapshot(elapsed)
-        if elapsed >= self.seconds:
+        if elapsed >= self.seconds and not self.at_epoch_end:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.at_epoch_end and time.perf_counter() - self.start >= self.seconds:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
@@ -187,6 +200,5 @@ class TimeBudget(keras.callbacks.Callback):
         updates = int(self.model.generator_optimizer.iterations.numpy())
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with self.model.averaged_generator():
-                self.model.generator.save(self.folder / f"generator-{k}.keras")
+            self.model.generator.save(self.folder / f"generator-{k}.keras")
         self.snapshots.append((k, float(elapsed), updates))

@@ -31,7 +31,7 @@ def load_training_cohort(config, data=None, with_holdout=False):
     A user's cohort first loses its holdout (``training.holdout``: a
     fraction or a count of patients, drawn by the training seed within each
     group of static discrete attributes), then trains on the first
-    ``training.patients`` of the rest, by id. The embedded cohort has far
+    ``training.patients`` of the rest, by id (all of them, if fewer). The embedded cohort has far
     more patients than a CPU run uses, so its holdout is the patients that
     follow the training ones (as many, never trained on).
 
@@ -69,10 +69,8 @@ def load_training_cohort(config, data=None, with_holdout=False):
     held = np.array([], dtype=ids.dtype)
     if data is not None and holdout:
         ids, held = split_holdout(frame, schema, ids, holdout, config.training.seed, source)
-    wanted = config.training.patients or len(ids)
-    if wanted > len(ids):
-        kept = f" after holding out {len(held)} (training.holdout)" if len(held) else ""
-        raise InputError(f"{source}: asked for {wanted} patients, it has {len(ids)}{kept}")
+    # training.patients is a cap: a smaller cohort trains on every patient it has.
+    wanted = min(config.training.patients or len(ids), len(ids))
     train_frame = frame[frame[schema.id].isin(ids[:wanted])].reset_index(drop=True)
     if not with_holdout:
         return train_frame

@@ -36,8 +36,8 @@ class Synthesizer:
     Args:
         config: a :class:`Config`, the name of a shipped config (``quick``,
             ``art4hiv``, ``long`` ...) or the path of a YAML config.
-        **training: ``training`` fields to override (``epochs=2``,
-            ``patients=256``, ``seed=1``, ``holdout=0.2`` ...).
+        **training: ``training`` fields to override (``updates=2000``,
+            ``minutes=30``, ``patients=256``, ``seed=1``, ``holdout=0.2`` ...).
     """
 
     def __init__(self, config="quick", **training):
@@ -62,6 +62,8 @@ class Synthesizer:
         verbose=None,
         callbacks=(),
         strategy=None,
+        updates=None,
+        minutes=None,
     ):
         """Trains on `data` and returns self.
 
@@ -72,7 +74,9 @@ class Synthesizer:
                 patients are held out for :meth:`evaluate`.
             out: run folder to write; default a temporary folder (keep it
                 with :meth:`save`).
-            epochs: int, overrides the config's epochs (with `resume`: the new total).
+            epochs, updates, minutes: the training budget in place of the
+                config's: epochs, generator updates or minutes (with
+                `resume`: the new total; `minutes` counts from the resume).
             resume: bool, continue the run in `out` (default: this
                 synthesizer's run) from its last completed epoch, with its own
                 config; `data` is needed again only for a run fitted on a DataFrame.
@@ -96,6 +100,8 @@ class Synthesizer:
             verbose=verbose,
             strategy=strategy,
             callbacks=callbacks,
+            updates=updates,
+            minutes=minutes,
         )
         if strategy is not None and not is_chief(strategy):
             self.worker_run_dir = run_dir  # the chief writes the run; nothing to load here

@@ -6,6 +6,7 @@ trains on is :mod:`hg_keras.holdout`'s.
 
 import dataclasses
 import logging
+import math
 import sys
 
 import keras
@@ -13,14 +14,20 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, StopOnSignal, completed_epochs
-from hg_keras.conditions import detect_group_effects
+from hg_keras.alignment import Encoding, build_terms
+from hg_keras.callbacks import (
+    EpochCheckpoint,
+    NonFiniteGuard,
+    StopOnSignal,
+    TimeBudget,
+    completed_epochs,
+)
 from hg_keras.data.derived import detect_carried
 from hg_keras.data.pipeline import (
     check_curriculum,
     correlation_target,
     curriculum_dataset,
-    month_profile,
+    default_curriculum,
     patient_weights,
     steps_per_epoch,
 )
@@ -55,7 +62,6 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         masked=config.schema.variable_length,
         condition_columns=transformer.layout.condition_columns if model.conditional else (),
         patient_latent_dim=model.patient_latent_dim,
-        group_effects=model.group_effects is not False,  # an unresolved detect (benchmarks): on
         numeric_margin=model.numeric_margin,
         name="generator",
     )
@@ -71,54 +77,39 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
     wgan = WGANGP(
         generator,
         critic,
-        correlation_target(encoded),
         critic_steps=training.critic_steps,
         gradient_penalty_weight=training.gradient_penalty_weight,
-        correlation_weight=training.correlation_weight,
         latent_distribution=model.latent_distribution,
         seed=training.seed,
-        marginal_weight=training.marginal_weight,
-        temporal_weight=training.temporal_weight,
-        increment_weight=training.increment_weight,
-        confidence_weight=training.confidence_weight,
-        profile_weight=training.profile_weight,
-        profile_target=month_profile(encoded) if training.profile_weight else None,
-        group_weight=training.group_weight,
-        trend_weight=training.trend_weight,
-        summary_weight=training.summary_weight,
-        renewal=renewal_rates(model.discrete_output, transformer),
-        straight_through=training.straight_through,
         carried=transformer.layout.carried,
     )
 
-    updates = training.epochs * steps_per_epoch(
-        encoded.shape[0], training.curriculum, training.batch_size
-    )
-
-    def adam(name, rate, average=0.0, steps_per_update=1):
-        if training.learning_rate_decay:
-            rate = keras.optimizers.schedules.CosineDecay(
-                rate,
-                decay_steps=updates * steps_per_update,
-                alpha=1.0 - training.learning_rate_decay,
-            )
+    def adam(name):
         return keras.optimizers.Adam(
-            rate,
-            beta_1=training.beta_1,
-            beta_2=training.beta_2,
-            use_ema=bool(average),
-            ema_momentum=average or 0.99,
-            name=name,
+            training.learning_rate, beta_1=training.beta_1, beta_2=training.beta_2, name=name
         )
 
-    critic_rate = training.critic_learning_rate or training.learning_rate
     wgan.compile(
-        generator_optimizer=adam(
-            "generator_adam", training.learning_rate, training.generator_average
-        ),
-        critic_optimizer=adam("critic_adam", critic_rate, steps_per_update=training.critic_steps),
+        generator_optimizer=adam("generator_adam"),
+        critic_optimizer=adam("critic_adam"),
+        alignment=build_terms(training.alignment, encoding(config, transformer, encoded)),
     )
     return wgan
+
+
+def encoding(config, transformer, encoded):
+    """The :class:`hg_keras.alignment.Encoding` of a cohort encoded by `transformer`."""
+    features = transformer.layout.spec()
+    static = set(features["static_columns"])
+    blocks = tuple((s, e) for s, e, *_ in features["blocks"])
+    renewal = renewal_rates(config.model.discrete_output, transformer)
+    return Encoding(
+        numeric_width=features["numeric_width"],
+        blocks=blocks,
+        dynamic_blocks=tuple((s, e) for s, e in blocks if s not in static),
+        renewal=None if renewal is None else tuple(renewal),
+        correlation_target=correlation_target(encoded),
+    )
 
 
 def renewal_rates(discrete_output, transformer):
@@ -140,6 +131,8 @@ def train(
     verbose=None,
     strategy=None,
     callbacks=(),
+    updates=None,
+    minutes=None,
 ):
     """Trains (or resumes) a run and returns its folder.
 
@@ -148,7 +141,10 @@ def train(
         data: path of a cohort file, or None for the embedded cohort.
         out: run folder; default ``saved_models/run-<time>``.
         resume: bool, continue the run in `out` from its last completed epoch.
-        epochs: int, overrides the config's epochs (e.g. to extend a resumed run).
+        epochs, updates, minutes: a budget replacing the config's
+            (``training.epochs``, ``updates``, ``minutes``), e.g. to extend
+            a resumed run; with `minutes` and one of the others, the first
+            reached stops the run.
         verbose: Keras verbosity; default a progress bar on a terminal and
             one line per epoch otherwise.
         strategy: ``tf.distribute.Strategy`` (see :mod:`hg_keras.distribute`);
@@ -168,7 +164,7 @@ def train(
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
     config, data = _run_request(folder, config, data, resume, chief)
-    config = config.replace_training(epochs=epochs)
+    config = config.replace_training(epochs=epochs, updates=updates, minutes=minutes)
     keras.utils.set_random_seed(config.training.seed)
 
     frame, holdout = load_training_cohort(config, data, with_holdout=True)
@@ -179,26 +175,12 @@ def train(
         config = dataclasses.replace(config, schema=schema)
         rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
         log.info("carried forward (detected): %s", rules or "none")
-    if not resume and config.model.group_effects == "detect":
-        differ, p, where = detect_group_effects(frame, config.schema)
-        config = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, group_effects=differ)
-        )
-        log.info(
-            "static groups %s the time-varying variables (smallest Kruskal-Wallis p %.2g%s): "
-            "group_effects %s",
-            "shape" if differ else "do not shape",
-            p,
-            f", {where[0]} on {where[1]}" if where else "",
-            str(differ).lower(),
-        )
-    joint = config.model.discrete_output == "joint"
     transformer = (
         folder.read_transformer()
         if resume
-        else CohortTransformer(
-            config.schema, joint=joint, transforms=config.model.numeric_transforms
-        ).fit(frame)
+        else CohortTransformer(config.schema, joint=config.model.discrete_output == "joint").fit(
+            frame
+        )
     )
     for compound in [] if resume else transformer.compounds:
         log.info(
@@ -208,8 +190,11 @@ def train(
         )
     encoded = _encode(transformer, frame)
     config = _fit_batch_size(config, encoded.shape[0], strategy.num_replicas_in_sync)
+    if config.training.curriculum is None:
+        config = config.replace_training(curriculum=default_curriculum(encoded.shape[1]))
     # Refuse a cohort the curriculum cannot use before anything is written.
     check_curriculum(encoded, config.training.curriculum, config.training.batch_size)
+    epochs = planned_epochs(config.training, encoded.shape[0])
     start_epoch = completed_epochs(folder.checkpoint_dir)
     if chief:
         if not resume:
@@ -219,15 +204,17 @@ def train(
 
     with strategy.scope():
         wgan = build_wgan(config, transformer, encoded)
-    dataset = _training_dataset(config, transformer, encoded, start_epoch)
-    _log_plan(folder, config, encoded, start_epoch, strategy)
+    dataset = _training_dataset(config, transformer, encoded, start_epoch, epochs)
+    _log_plan(folder, config, encoded, start_epoch, epochs, strategy)
+    if config.training.minutes is not None:
+        callbacks = [*callbacks, TimeBudget(config.training.minutes * 60, at_epoch_end=True)]
     _fit(
         wgan,
         dataset,
         folder,
         config,
         encoded.shape[0],
-        start_epoch,
+        (start_epoch, epochs),
         chief,
         resume,
         verbose,
@@ -235,10 +222,22 @@ def train(
         data,
     )
     if chief:
-        with wgan.averaged_generator():
-            folder.write_generator(wgan.generator)
+        folder.write_generator(wgan.generator)
         folder.link_latest()
     return folder.path
+
+
+def planned_epochs(training, patients):
+    """Epochs of a run: `epochs`, or enough whole epochs for `updates` generator updates.
+
+    A budget of minutes alone runs until the clock stops it.
+    """
+    if training.epochs is not None:
+        return training.epochs
+    if training.updates is None:
+        return 10**6
+    per_epoch = steps_per_epoch(patients, training.curriculum, training.batch_size)
+    return max(1, math.ceil(training.updates / per_epoch))
 
 
 def _run_request(folder, config, data, resume, chief):
@@ -288,7 +287,7 @@ def _fit_batch_size(config, patients, replicas):
     return config
 
 
-def _training_dataset(config, transformer, encoded, start_epoch):
+def _training_dataset(config, transformer, encoded, start_epoch, epochs):
     """The curriculum's batches from `start_epoch` on, rebalanced if configured."""
     training = config.training
     weights = None
@@ -300,12 +299,12 @@ def _training_dataset(config, transformer, encoded, start_epoch):
         training.batch_size,
         training.seed,
         first_epoch=start_epoch,
-        epochs=max(training.epochs - start_epoch, 1),
+        epochs=max(epochs - start_epoch, 1),
         weights=weights,
     )
 
 
-def _log_plan(folder, config, encoded, start_epoch, strategy):
+def _log_plan(folder, config, encoded, start_epoch, epochs, strategy):
     patients, steps, width = encoded.shape
     batch_size = config.training.batch_size
     batches = steps_per_epoch(patients, config.training.curriculum, batch_size)
@@ -318,15 +317,16 @@ def _log_plan(folder, config, encoded, start_epoch, strategy):
         batches,
         batch_size,
         start_epoch + 1,
-        config.training.epochs,
+        epochs,
         folder.path,
     )
     replicas = strategy.num_replicas_in_sync
     log.info("%s; %d patients per replica per batch", describe(strategy), batch_size // replicas)
 
 
-def _fit(wgan, dataset, folder, config, patients, start_epoch, chief, resume, verbose, extra, data):
-    """Keras ``fit`` with checkpoints, logs and clean stops; raises on a non-finite loss."""
+def _fit(wgan, dataset, folder, config, patients, epochs, chief, resume, verbose, extra, data):
+    """Keras ``fit`` from epoch `epochs[0]` to `epochs[1]` with checkpoints, logs and clean
+    stops; raises on a non-finite loss."""
     guard = NonFiniteGuard()
     stopper = StopOnSignal(folder.checkpoint_dir)
     callbacks = [
@@ -347,8 +347,8 @@ def _fit(wgan, dataset, folder, config, patients, start_epoch, chief, resume, ve
     try:
         wgan.fit(
             dataset,
-            epochs=training.epochs,
-            initial_epoch=start_epoch,
+            epochs=epochs[1],
+            initial_epoch=epochs[0],
             steps_per_epoch=steps_per_epoch(patients, training.curriculum, training.batch_size),
             callbacks=callbacks,
             shuffle=False,

@@ -24,6 +24,7 @@ schema:
     - {name: Vaso, kind: binary, levels: {0: "No", 1: "Yes"}}
 model:
   latent_dim: 8
+  patient_latent_dim: 4
   hidden_units: 16
   conditional: true
   discrete_output: sample

@@ -15,6 +15,7 @@ TINY = """\
 extends: {name}
 model:
   latent_dim: 4
+  patient_latent_dim: 2
   hidden_units: 8
 training:
   batch_size: 16

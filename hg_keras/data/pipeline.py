@@ -30,6 +30,15 @@ def check_curriculum(encoded, curriculum, batch_size):
         )
 
 
+def default_curriculum(steps):
+    """Prefix lengths for patients of up to `steps` steps: every tenth step, then `steps`.
+
+    Health Gym v1 walks 10, 20, ..., 60 months of its 60-month cohort; a
+    16-visit cohort gets 10 and 16, a 6-visit one 6.
+    """
+    return tuple(range(10, steps, 10)) + (int(steps),)
+
+
 def steps_per_epoch(patients, curriculum, batch_size):
     """Batches in one epoch: every curriculum length, remainder dropped."""
     return len(curriculum) * (patients // batch_size)
@@ -109,27 +118,6 @@ def correlation_target(encoded, steps=None):
     encoded = np.asarray(encoded[:, :steps], dtype=np.float64)
     rows = encoded[_present(encoded)]
     return pooled_correlation(tf.constant(rows)).numpy().astype(np.float32)
-
-
-def month_profile(encoded):
-    """Each month's mean of every encoded column over the patients present in it.
-
-    The target of :func:`hg_keras.losses.profile_loss`: a 64-patient batch's
-    month means are too noisy for a 2 % flag (one patient more or less is a
-    1.6-point swing), so the generator is held to the whole training
-    cohort's instead. Padded months (variable-length patients) do not count;
-    a month no patient reaches gets 0 (no batch reaches it either).
-
-    Args:
-        encoded: array `(patients, time, features)`.
-
-    Returns:
-        float32 array `(time, features)`.
-    """
-    encoded = np.asarray(encoded, dtype=np.float64)
-    present = _present(encoded)[..., None]
-    totals = np.where(present, encoded, 0.0).sum(axis=0)
-    return (totals / np.maximum(present.sum(axis=0), 1)).astype(np.float32)
 
 
 def patient_weights(encoded, columns):

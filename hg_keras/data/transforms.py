@@ -198,9 +198,6 @@ class CohortTransformer:
             one variable over their combinations (:mod:`hg_keras.data.compound`);
             set by :meth:`fit` when `joint`.
         joint: bool, :meth:`fit` finds compounds (``discrete_output: joint``).
-        transforms: mapping of numeric variable to transform, used by
-            :meth:`fit` in place of the schema's (``model.numeric_transforms``);
-            the fitted `numeric_params` say which was used.
 
     Example:
         >>> transformer = CohortTransformer(schema).fit(train_frame)
@@ -219,11 +216,9 @@ class CohortTransformer:
         renewal_rates=None,
         compounds=None,
         joint=False,
-        transforms=None,
     ):
         self.schema = schema
         self.joint = joint
-        self.transforms = dict(transforms or {})
         self._set_compounds([Compound.from_dict(c) for c in compounds or []])
         self.numeric_params = dict(numeric_params or {})
         self.fills = dict(fills or {})
@@ -267,7 +262,7 @@ class CohortTransformer:
             if values.size == 0:
                 raise InputError(f"column '{variable.name}': no observed values to fit")
             lam = None
-            transform = self.transforms.get(variable.name, variable.transform)
+            transform = variable.transform
             if transform == "boxcox":
                 lam = _boxcox_lambda(values + BOXCOX_EPS)
                 values = scipy.special.boxcox(values + BOXCOX_EPS, lam)

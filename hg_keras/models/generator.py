@@ -46,10 +46,6 @@ class Generator(keras.Model):
         numeric_margin: float, default 0 (v1's sigmoid): > 0 gives the
             censored numeric head of :class:`BlockActivation`, which
             generates values exactly on the bounds of the training range.
-        group_effects: bool, default True: a conditional generator's
-            recurrent layers see the condition, so groups can differ over
-            time. False only imposes it on the output: the time-varying
-            columns are then independent of the static groups.
 
     Input shape: `(batch, time, latent_dim)`, and the condition when conditional.
     Output shape: `(batch, time, width)`: sigmoid numerics, softmax blocks.
@@ -67,7 +63,6 @@ class Generator(keras.Model):
         condition_columns=(),
         patient_latent_dim=0,
         numeric_margin=0.0,
-        group_effects=True,
         **kwargs,
     ):
         if not 0 <= patient_latent_dim <= latent_dim:
@@ -96,8 +91,7 @@ class Generator(keras.Model):
         if condition_columns:
             condition = keras.Input(shape=(len(condition_columns),), name="condition")
             inputs = [noise, condition]
-            if group_effects:
-                x = AppendCondition(name="append_condition")([x, condition])
+            x = AppendCondition(name="append_condition")([x, condition])
         x = recurrent_layer(x)
         if not align_backward:
             x = FlipBackwardHalf(hidden_units, name="v1_unaligned")(x)
@@ -124,7 +118,6 @@ class Generator(keras.Model):
         self.condition_columns = condition_columns
         self.patient_latent_dim = patient_latent_dim
         self.numeric_margin = numeric_margin
-        self.group_effects = group_effects
 
     @property
     def conditional(self):
@@ -143,7 +136,6 @@ class Generator(keras.Model):
             "condition_columns": self.condition_columns,
             "patient_latent_dim": self.patient_latent_dim,
             "numeric_margin": self.numeric_margin,
-            "group_effects": self.group_effects,
         }
 
     @classmethod

@@ -4,10 +4,9 @@ import pytest
 from hg_keras.data.pipeline import (
     correlation_target,
     curriculum_dataset,
-    month_profile,
+    default_curriculum,
     steps_per_epoch,
 )
-from hg_keras.data.transforms import PAD
 from hg_keras.errors import InputError
 
 
@@ -56,12 +55,8 @@ def test_correlation_target_is_pooled_pearson(encoded):
     np.testing.assert_allclose(correlation_target(encoded, steps=2), prefix, atol=1e-6)
 
 
-def test_month_profile_averages_each_month_over_present_patients(encoded):
-    np.testing.assert_allclose(month_profile(encoded), encoded.mean(axis=0), atol=1e-6)
-    padded = encoded.copy()
-    padded[7:, 4:] = PAD  # three patients end after month 3
-    expected = [padded[: 7 if t >= 4 else 10, t].mean(axis=0) for t in range(6)]
-    np.testing.assert_allclose(month_profile(padded), np.stack(expected), atol=1e-6)
-    nobody = padded.copy()
-    nobody[:, 5:] = PAD
-    np.testing.assert_array_equal(month_profile(nobody)[5], 0.0)
+def test_default_curriculum_walks_every_tenth_step_to_the_longest_patient():
+    assert default_curriculum(60) == (10, 20, 30, 40, 50, 60)  # v1's
+    assert default_curriculum(16) == (10, 16)
+    assert default_curriculum(6) == (6,)
+    assert default_curriculum(10) == (10,)

@@ -1,8 +1,9 @@
+import dataclasses
 import re
 
 import pytest
 
-from hg_keras.config import load_config
+from hg_keras.config import ModelConfig, TrainingConfig, load_config
 from hg_keras.data.schema import Schema
 from hg_keras.data.transforms import FeatureLayout
 from hg_keras.errors import InputError
@@ -129,24 +130,65 @@ def test_broken_yaml_is_one_line(tmp_path):
         load_config(path)
 
 
-def test_quick_config_extends_paper_config(art_config):
+def test_quick_config_is_the_defaults_on_the_embedded_schema(art_config):
     quick = load_config("quick")
     assert quick.schema == art_config.schema
     assert quick.training.patients == 1024
-    assert art_config.training.batch_size == 256 and art_config.training.epochs == 200
+    assert quick.model == ModelConfig()
+    assert dataclasses.replace(quick.training, patients=None) == TrainingConfig()
 
 
-def test_paper_config_stays_v1_exactly(art_config):
-    """Every realism lever is off in art4hiv.yaml: v1's networks, losses and draws."""
-    model, training = art_config.model, art_config.training
-    assert (model.latent_dim, model.hidden_units, model.latent_distribution) == (
-        128,
-        128,
-        "uniform",
-    )
-    assert model.patient_latent_dim == 0 and not model.step_scores and not model.conditional
-    assert model.discrete_output == "argmax"
-    assert training.marginal_weight == 0 and training.temporal_weight == 0
-    assert training.critic_learning_rate is None and not training.straight_through
-    assert (training.critic_steps, training.correlation_weight) == (5, 10.0)
-    assert (training.learning_rate, training.beta_1, training.beta_2) == (1e-3, 0.9, 0.99)
+# Health Gym v1's value of every config field (Kuo et al. 2022; the seed's
+# code). align_backward and static_head are the two fixes art4hiv.yaml keeps.
+V1 = {
+    "model": {
+        "latent_dim": 128,
+        "latent_distribution": "uniform",
+        "hidden_units": 128,
+        "patient_latent_dim": 0,
+        "align_backward": True,
+        "static_head": "pooled",
+        "step_scores": False,
+        "numeric_margin": 0.0,
+        "discrete_output": "argmax",
+        "conditional": False,
+        "carry_forward": "declared",
+    },
+    "training": {
+        "patients": None,
+        "holdout": 0.2,
+        "updates": None,
+        "epochs": 200,
+        "minutes": None,
+        "batch_size": 256,
+        "curriculum": (10, 20, 30, 40, 50, 60),
+        "critic_steps": 5,
+        "gradient_penalty_weight": 10.0,
+        "alignment": {"correlation": 10.0},
+        "learning_rate": 1e-3,
+        "beta_1": 0.9,
+        "beta_2": 0.99,
+        "rebalance": False,
+        "seed": 42,
+    },
+}
+
+
+def test_paper_config_pins_every_field_to_v1(art_config):
+    """A field added to the config without a v1 value here, or a pin that drifts, fails."""
+    for section, kind in (("model", ModelConfig), ("training", TrainingConfig)):
+        fields = [f.name for f in dataclasses.fields(kind)]
+        assert sorted(fields) == sorted(V1[section]), section
+        values = getattr(art_config, section)
+        for name in fields:
+            assert getattr(values, name) == V1[section][name], f"{section}.{name}"
+
+
+def test_paper_yaml_names_every_field(art_config):
+    """art4hiv.yaml pins each field itself, so a change of the defaults leaves it v1."""
+    from hg_keras.config import builtin_config_path
+    from hg_keras.files import read_yaml
+
+    pinned = read_yaml(builtin_config_path("art4hiv"))
+    for section in ("model", "training"):
+        assert sorted(pinned[section]) == sorted(V1[section]), section

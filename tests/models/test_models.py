@@ -107,30 +107,3 @@ def test_conditional_generator_outputs_exactly_the_given_static_levels(art_schem
     restored = keras.models.load_model(tmp_path / "g.keras")
     assert restored.conditional and restored.masked
     np.testing.assert_allclose(restored([noise, condition]), output, rtol=1e-6)
-
-
-@pytest.mark.parametrize("group_effects", [True, False])
-def test_group_effects_decide_whether_the_condition_reaches_the_time_varying_columns(
-    art_schema, tmp_path, group_effects
-):
-    layout = FeatureLayout(art_schema)
-    columns = list(layout.condition_columns)
-    generator = Generator(
-        layout.spec(),
-        latent_dim=4,
-        hidden_units=8,
-        condition_columns=columns,
-        group_effects=group_effects,
-    )
-    noise = np.repeat(np.random.default_rng(2).random((1, 5, 4)).astype("float32"), 2, axis=0)
-    condition = np.array([[0, 1, 0, 0, 0, 1], [1, 0, 1, 0, 0, 0]], "float32")
-    output = np.asarray(generator([noise, condition]))
-    varying = [c for c in range(layout.width) if c not in set(layout.static_columns)]
-    # The same noise under two groups: the same patient, or a different one.
-    same = np.allclose(output[0][:, varying], output[1][:, varying], atol=1e-7)
-    assert same is not group_effects
-    np.testing.assert_array_equal(output[:, :, columns], np.repeat(condition[:, None], 5, 1))
-    generator.save(tmp_path / "g.keras")
-    restored = keras.models.load_model(tmp_path / "g.keras")
-    assert restored.group_effects is group_effects
-    np.testing.assert_allclose(restored([noise, condition]), output, rtol=1e-6)

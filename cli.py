@@ -166,6 +166,7 @@ def train(
     # Before any TensorFlow operation: devices and the cluster are fixed then.
     strategy = make_strategy(strategy, cpu_replicas)
     from hg_keras import Synthesizer
+    from hg_keras.evaluation.evaluate import headline
     from hg_keras.run_folder import RunFolder
 
     if resume:
@@ -199,6 +200,7 @@ def train(
         metrics = synth.evaluate(repeats=eval_repeats)
         for area, verdict in metrics["verdicts"].items():
             click.echo(f"{area:>9}: {verdict}")
+        click.echo(f"   scores: {headline(metrics)}")
         copies = metrics["privacy"]["exact_copies"]
         click.echo(f"exact copies of training patients in the evaluation sample: {copies}")
         click.echo(f"report:            {synth.folder.evaluation_dir / 'report.html'}")
@@ -315,8 +317,23 @@ def sample(patients, model_dir, months, seed, out, max_copies, chunk, where):
     help="Classifier seeds (seed, seed+1, ...) the discriminative score and TSTR ratio "
     "are averaged over, reported with their spread.",
 )
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    help="The most epochs each post-hoc network trains for; each stops earlier once its "
+    "validation loss stops improving [default: 200].",
+)
 def evaluate(
-    real_path, synthetic_paths, names, holdout_path, config_path, model_dir, out, seed, repeats
+    real_path,
+    synthetic_paths,
+    names,
+    holdout_path,
+    config_path,
+    model_dir,
+    out,
+    seed,
+    repeats,
+    max_epochs,
 ):
     """Fidelity, utility and privacy metrics and an HTML report.
 
@@ -330,6 +347,7 @@ def evaluate(
     from hg_keras.data import load_cohort, load_synthetic
     from hg_keras.evaluation import evaluate as run_evaluation
     from hg_keras.evaluation import write_comparison, write_report
+    from hg_keras.evaluation.evaluate import headline
     from hg_keras.run_folder import RunFolder
 
     if names and len(names) != len(synthetic_paths):
@@ -354,7 +372,14 @@ def evaluate(
     results = {}
     for name, (frame, defects) in zip(names, synthetic):
         metrics, details = run_evaluation(
-            real, frame, schema, holdout=holdout, seed=seed, defects=defects, repeats=repeats
+            real,
+            frame,
+            schema,
+            holdout=holdout,
+            seed=seed,
+            defects=defects,
+            repeats=repeats,
+            **({"max_epochs": max_epochs} if max_epochs else {}),
         )
         folder = Path(out) / name if several else Path(out)
         report = write_report(metrics, details, folder, history_csv=history)
@@ -362,6 +387,7 @@ def evaluate(
         prefix = f"{name}: " if several else ""
         for area, verdict in metrics["verdicts"].items():
             click.echo(f"{prefix}{area:>9}: {verdict}")
+        click.echo(f"{prefix}   scores: {headline(metrics)}")
         click.echo(f"{prefix}metrics: {folder / 'metrics.json'}")
         click.echo(f"{prefix}report:  {report}")
     if several:

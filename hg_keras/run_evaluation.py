@@ -3,11 +3,12 @@
 from hg_keras.errors import InputError
 from hg_keras.evaluation.evaluate import evaluate
 from hg_keras.evaluation.report import write_report
+from hg_keras.evaluation.utility import MAX_EPOCHS
 from hg_keras.holdout import load_training_cohort
 from hg_keras.sampling import TrainedRun
 
 
-def evaluate_run(run_dir, seed=0, epochs=10, data=None, repeats=3):
+def evaluate_run(run_dir, seed=0, data=None, repeats=3, max_epochs=MAX_EPOCHS):
     """Samples as many patients as the run trained on and writes ``<run>/evaluation/``.
 
     The holdout is the run's held-out patients (``holdout.json``, never
@@ -18,6 +19,7 @@ def evaluate_run(run_dir, seed=0, epochs=10, data=None, repeats=3):
     Args:
         data: the training DataFrame, for a run fitted on one in memory.
         repeats: classifier seeds to average the discriminative and TSTR scores over.
+        max_epochs: the most epochs a post-hoc network trains for.
 
     Returns:
         (metrics, path of report.html).
@@ -49,7 +51,7 @@ def evaluate_run(run_dir, seed=0, epochs=10, data=None, repeats=3):
         run.schema,
         holdout=holdout,
         seed=seed,
-        epochs=epochs,
+        max_epochs=max_epochs,
         reference="real" if holdout is None else "holdout",
         trained_on_all=holdout is None,
         repeats=repeats,

@@ -116,7 +116,7 @@ def test_a_users_cohort_holds_out_patients_by_group_and_evaluates_on_them(
     # Drawn within Gender: the female share of the holdout follows the cohort's.
     female = set(cohort.loc[cohort.Gender == 2, "PatientID"])
     assert abs(len(female & set(held)) / 10 - len(female) / 40) <= 0.1
-    metrics, _ = evaluate_run(out, epochs=1, repeats=1)
+    metrics, _ = evaluate_run(out, repeats=1, max_epochs=1)
     assert metrics["setup"]["holdout_patients"] == 10
     assert metrics["setup"]["real_patients"] == 30
 

@@ -339,14 +339,17 @@ seeds {setup.get("classifier_seeds", setup["seed"])}. <b>*</b> marks the best va
 
 
 def _html(metrics, figures):
+    floor = metrics.get("floor") or {}
     rows = "".join(
         f"<tr><td>{area}</td><td>{html.escape(label)}</td>"
-        f"<td class=num>{_fmt(metrics[area].get(key))}</td></tr>"
+        f"<td class=num>{_fmt(metrics[area].get(key))}</td>"
+        f"<td class=num>{_fmt(floor[key]) if key in floor else ''}</td></tr>"
         for area, key, label in HEADLINES
         if key in metrics[area]
     )
     rows += "".join(
-        f"<tr><td>fidelity</td><td>{html.escape(label)}</td><td class=num>{_fmt(value)}</td></tr>"
+        f"<tr><td>fidelity</td><td>{html.escape(label)}</td><td class=num>{_fmt(value)}</td>"
+        "<td></td></tr>"
         for label, value in _lengths_and_missing(metrics["fidelity"])
     )
     verdicts = "".join(
@@ -372,7 +375,10 @@ patients and {setup["synthetic_patients"]} synthetic patients, compared over the
 {setup["months"]} time steps (seed {setup["seed"]}).</p>
 <h2>Verdict</h2><ul>{verdicts}</ul>
 <h2>Summary</h2>
-<table><tr><th>area</th><th>metric</th><th>value</th></tr>{rows}</table>
+<p>The floor is what real patients score in place of the synthetic ones: the other real
+set against the same reference, at the same size ({floor.get("patients", "-")} patients);
+the verdicts grade the distance to it.</p>
+<table><tr><th>area</th><th>metric</th><th>value</th><th>floor</th></tr>{rows}</table>
 {images}
 </body></html>
 """

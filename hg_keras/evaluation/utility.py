@@ -4,52 +4,126 @@ Both scores follow TimeGAN (Yoon et al., NeurIPS 2019): a post-hoc
 recurrent classifier tells real from synthetic (discriminative score), and a
 recurrent next-step predictor is trained on synthetic and tested on real
 (TSTR), against the same predictor trained on real (TRTR).
+
+Two things make the scores mean the same on every cohort. The classifier
+sees as many real as synthetic patients (TimeGAN draws each batch half and
+half): on unequal sets it learns the majority share and scores it whatever
+the generator does. And every network trains until its loss on a
+validation split of its own training data stops improving (Keras
+``EarlyStopping``, best weights kept), not for a fixed number of epochs: an
+under-trained judge under-scores the gap.
 """
 
 import keras
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+# Early stopping: epochs without a validation loss lower by MIN_DELTA, and the
+# ceiling; and the reference size below which every patient is tested once by
+# k-fold instead of one split.
+PATIENCE = 10
+MIN_DELTA = 1e-4
+MAX_EPOCHS = 200
+KFOLD_BELOW = 500
+FOLDS = 5
 
 
-def _gru_model(steps, features, hidden, outputs, activation, sequences):
-    inputs = keras.Input((steps, features))
+def _gru_model(features, hidden, outputs, activation, sequences):
+    inputs = keras.Input((None, features))
     x = keras.layers.GRU(hidden, return_sequences=sequences)(inputs)
     return keras.Model(inputs, keras.layers.Dense(outputs, activation=activation)(x))
 
 
-def discriminative_score(real, synthetic, seed=0, epochs=10, test_share=0.2):
-    """``|accuracy - 0.5|`` of a GRU classifier on held-out real and synthetic sequences.
+class _Judge:
+    """One compiled GRU network, trained afresh by each :meth:`fit`.
 
-    Each set is split separately (`test_share` held out); a one-layer GRU
-    with ``max(features // 2, 4)`` units is trained to output 1 for real.
+    Building and compiling a Keras model traces its train, validation and
+    predict functions, seconds each on a CPU: k folds reuse one network and
+    put its initial weights and optimizer state back instead.
+    """
+
+    def __init__(self, features, outputs, activation, sequences, loss, seed):
+        keras.utils.set_random_seed(seed)
+        self.model = _gru_model(features, max(features // 2, 4), outputs, activation, sequences)
+        self.model.compile(keras.optimizers.Adam(1e-2), loss)
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.initial = [v.numpy() for v in self.model.variables + self.model.optimizer.variables]
+        self.seed = seed
+
+    def fit(self, x, y, stratify=None, max_epochs=MAX_EPOCHS):
+        """Adam from the initial state until the loss on a 20 % validation split of
+        (x, y) stops improving; the best epoch's weights are kept."""
+        for variable, value in zip(
+            self.model.variables + self.model.optimizer.variables, self.initial
+        ):
+            variable.assign(value)
+        x_fit, x_val, y_fit, y_val = train_test_split(
+            x, y, test_size=0.2, random_state=self.seed, stratify=stratify
+        )
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=PATIENCE, min_delta=MIN_DELTA, restore_best_weights=True
+        )
+        self.model.fit(
+            x_fit,
+            y_fit,
+            validation_data=(x_val, y_val),
+            batch_size=128,
+            epochs=max_epochs,
+            shuffle=True,
+            callbacks=[stop],
+            verbose=0,
+        )
+        return self.model
+
+
+def balanced(real, synthetic, seed=0):
+    """Both sets cut to the smaller one's size, each by a seeded random choice."""
+    n = min(len(real), len(synthetic))
+    rng = np.random.default_rng(seed)
+    return tuple(x[np.sort(rng.choice(len(x), n, replace=False))] for x in (real, synthetic))
+
+
+def discriminative_score(real, synthetic, seed=0, max_epochs=MAX_EPOCHS):
+    """``|accuracy - 0.5|`` of a GRU classifier telling real from synthetic patients.
+
+    The two sets are cut to equal size (:func:`balanced`), so guessing the
+    majority scores 0. With fewer than ``KFOLD_BELOW`` patients a side,
+    every patient is tested once by stratified `FOLDS`-fold; otherwise one
+    stratified 80/20 split. Each fold's one-layer GRU (``max(features // 2,
+    4)`` units, 1 = real) trains until its validation loss stops improving.
     0 means indistinguishable, 0.5 trivially separable.
 
     Args:
-        real, synthetic: arrays `(patients, time, features)` of the same time length.
+        real, synthetic: arrays `(patients, time, features)` of one time length.
+        seed: int, seeds the balancing, the folds and the classifiers.
     """
-    sets = []
-    for data, label in ((real, 1.0), (synthetic, 0.0)):
-        cut = max(1, int(round(len(data) * test_share)))
-        train, test = train_test_split(data, test_size=cut, random_state=seed + int(label))
-        sets.append((train, test, label))
-    x_train = np.concatenate([s[0] for s in sets]).astype(np.float32)
-    y_train = np.concatenate([np.full(len(s[0]), s[2]) for s in sets])
-    x_test = np.concatenate([s[1] for s in sets]).astype(np.float32)
-    y_test = np.concatenate([np.full(len(s[1]), s[2]) for s in sets])
-    keras.utils.set_random_seed(seed)
-    model = _gru_model(None, real.shape[2], max(real.shape[2] // 2, 4), 1, "sigmoid", False)
-    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    model.fit(x_train, y_train, batch_size=128, epochs=epochs, shuffle=True, verbose=0)
-    accuracy = np.mean((model.predict(x_test, batch_size=512, verbose=0)[:, 0] > 0.5) == y_test)
-    return float(abs(accuracy - 0.5))
+    real, synthetic = balanced(real, synthetic, seed)
+    x = np.concatenate([real, synthetic]).astype(np.float32)
+    y = np.concatenate([np.ones(len(real)), np.zeros(len(synthetic))]).astype(np.float32)
+    if len(real) < KFOLD_BELOW:
+        splits = StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y)
+    else:
+        cut = train_test_split(np.arange(len(x)), test_size=0.2, random_state=seed, stratify=y)
+        splits = [cut]
+    judge = _Judge(x.shape[2], 1, "sigmoid", False, "binary_crossentropy", seed)
+    correct = tested = 0
+    for train, test in splits:
+        model = judge.fit(x[train], y[train], y[train], max_epochs)
+        predicted = model.predict(x[test], batch_size=512, verbose=0)[:, 0] > 0.5
+        correct += int(np.sum(predicted == y[test]))
+        tested += len(test)
+    return float(abs(correct / tested - 0.5))
 
 
-def predictive_scores(synthetic, real_train, real_test, numeric_columns, seed=0, epochs=10):
+def predictive_scores(
+    synthetic, real_train, real_test, numeric_columns, seed=0, max_epochs=MAX_EPOCHS
+):
     """Next-month prediction of the numerics: train on synthetic vs on real, test on real.
 
     A GRU reads months 0..T-2 (all features) and predicts the numeric
-    columns of months 1..T-1; the error is the mean absolute error on the
-    transformed [0, 1] scale over `real_test`.
+    columns of months 1..T-1, trained until its loss on a validation split
+    of its own training set stops improving; the error is the mean absolute
+    error on the transformed [0, 1] scale over `real_test`.
 
     Returns:
         dict ``tstr_mae``, ``trtr_mae`` and ``tstr_ratio`` (TSTR / TRTR;
@@ -59,20 +133,10 @@ def predictive_scores(synthetic, real_train, real_test, numeric_columns, seed=0,
     test_x = real_test[:, :-1].astype(np.float32)
     test_y = real_test[:, 1:, numeric_columns].astype(np.float32)
     errors = {}
+    judge = _Judge(real_test.shape[2], len(numeric_columns), "sigmoid", True, "mae", seed)
     for name, data in (("tstr_mae", synthetic), ("trtr_mae", real_train)):
-        keras.utils.set_random_seed(seed)
-        model = _gru_model(
-            None, data.shape[2], max(data.shape[2] // 2, 4), len(numeric_columns), "sigmoid", True
-        )
-        model.compile(keras.optimizers.Adam(1e-2), "mae")
-        model.fit(
-            data[:, :-1].astype(np.float32),
-            data[:, 1:, numeric_columns].astype(np.float32),
-            batch_size=128,
-            epochs=epochs,
-            shuffle=True,
-            verbose=0,
-        )
+        x = data[:, :-1].astype(np.float32)
+        model = judge.fit(x, data[:, 1:, numeric_columns].astype(np.float32), None, max_epochs)
         predicted = model.predict(test_x, batch_size=512, verbose=0)
         errors[name] = float(np.mean(np.abs(predicted - test_y)))
     errors["tstr_ratio"] = errors["tstr_mae"] / max(errors["trtr_mae"], 1e-12)

@@ -252,10 +252,13 @@ def test_bad_model_options_are_named(config, model, training, message):
         Config.from_dict(data)
 
 
-def test_conditional_without_static_levels_is_refused(config):
+def test_conditional_without_static_levels_falls_back_to_unconditional(config):
     data = config.to_dict()
     data["schema"]["variables"] = [v for v in data["schema"]["variables"] if not v.get("static")]
-    with pytest.raises(InputError, match="model.conditional needs a static binary or categorical"):
+    assert data["model"]["conditional"] is True
+    assert Config.from_dict(data).model.conditional is False
+    data["training"]["rebalance"] = True
+    with pytest.raises(InputError, match="training.rebalance needs model.conditional: true and"):
         Config.from_dict(data)
 
 

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-import tensorflow as tf
 
 from hg_keras.data import CohortTransformer, FeatureLayout, Schema, load_cohort
 from hg_keras.files import read_yaml
@@ -65,29 +64,6 @@ def test_boxcox_lambda_is_scipy_mle_and_minmax_hits_unit_interval(art_schema):
     scaled = transformer.scale("CD4", frame["CD4"].to_numpy())
     assert scaled.min() == pytest.approx(0.0, abs=1e-12)
     assert scaled.max() == pytest.approx(1.0, abs=1e-12)
-
-
-def test_a_model_transform_replaces_the_schemas_for_that_variable_only(art_schema, tmp_path):
-    frame = load_cohort(patients=100)
-    transformer = CohortTransformer(art_schema, transforms={"VL": "log"}).fit(frame)
-    vl = frame["VL"].to_numpy()
-    log_vl = np.log1p(vl)
-    np.testing.assert_allclose(
-        transformer.scale("VL", vl), (log_vl - log_vl.min()) / np.ptp(log_vl), atol=1e-12
-    )
-    schema_only = CohortTransformer(art_schema).fit(frame)
-    assert transformer.numeric_params["CD4"] == schema_only.numeric_params["CD4"]
-    assert schema_only.numeric_params["VL"]["lambda"] is not None
-    # The schema's Box-Cox squeezes the rebounds this replaces it for.
-    high = schema_only.scale("VL", np.array([1e3, 9e4]))
-    assert np.ptp(high) < 0.05 < np.ptp(transformer.scale("VL", np.array([1e3, 9e4])))
-    # The SavedModel decodes in-graph with the same lines.
-    scaled = np.linspace(0.0, 1.0, 11)
-    in_graph = transformer.unscale("VL", tf.constant(scaled), xp=tf.experimental.numpy)
-    np.testing.assert_allclose(np.asarray(in_graph), transformer.unscale("VL", scaled), rtol=1e-9)
-    transformer.save(tmp_path / "t.json")
-    loaded = CohortTransformer.load(tmp_path / "t.json")
-    assert_frames_match(loaded.decode(transformer.encode(frame)), frame, art_schema)
 
 
 def test_transforms_save_and_load(tmp_path):

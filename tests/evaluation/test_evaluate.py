@@ -57,7 +57,7 @@ def scores(cohort, art_schema):
         ("copies", train),
     ):
         results[name] = evaluate(
-            train, synthetic, art_schema, holdout=holdout, seed=0, epochs=8, repeats=1
+            train, synthetic, art_schema, holdout=holdout, seed=0, max_epochs=40, repeats=1
         )[0]
     return results
 
@@ -135,6 +135,8 @@ def test_evaluate_cli_writes_metrics_and_a_self_contained_report(cohort, tmp_pat
             str(paths["holdout"]),
             "--out",
             str(out),
+            "--max-epochs",
+            "20",
             "--repeats",
             "1",
         ],
@@ -196,6 +198,8 @@ def test_other_generators_files_are_scored_with_their_defects(cohort, tmp_path):
             write(holdout[holdout.PatientID < 430], tmp_path / "holdout.csv"),
             "--out",
             str(tmp_path / "e"),
+            "--max-epochs",
+            "20",
             "--repeats",
             "1",
         ],
@@ -235,6 +239,8 @@ def test_two_generators_side_by_side(cohort, tmp_path):
             write(holdout[holdout.PatientID < 430], tmp_path / "holdout.csv"),
             "--out",
             str(out),
+            "--max-epochs",
+            "20",
             "--repeats",
             "2",
         ],

@@ -49,8 +49,8 @@ def test_discriminative_score_separates_obvious_fakes():
     real = rng.random((120, 5, 3))
     same = rng.random((120, 5, 3))
     fake = np.clip(rng.random((120, 5, 3)) * 0.2 + 0.8, 0, 1)
-    close = utility.discriminative_score(real, same, seed=0, epochs=15)
-    far = utility.discriminative_score(real, fake, seed=0, epochs=15)
+    close = utility.discriminative_score(real, same, seed=0, max_epochs=15)
+    far = utility.discriminative_score(real, fake, seed=0, max_epochs=15)
     assert close < 0.2 and far > 0.4
 
 
@@ -58,9 +58,9 @@ def test_predictive_scores_ratio():
     rng = np.random.default_rng(2)
     t = np.linspace(0, 1, 6)
     real = np.clip(t[None, :, None] * rng.uniform(0.5, 1, (150, 1, 2)), 0, 1)
-    result = utility.predictive_scores(real[:50], real[50:100], real[100:], [0, 1], epochs=15)
+    result = utility.predictive_scores(real[:50], real[50:100], real[100:], [0, 1], max_epochs=15)
     assert set(result) == {"tstr_mae", "trtr_mae", "tstr_ratio"}
     assert result["tstr_ratio"] == pytest.approx(result["tstr_mae"] / result["trtr_mae"])
     noise = rng.random((50, 6, 2))
-    worse = utility.predictive_scores(noise, real[50:100], real[100:], [0, 1], epochs=15)
+    worse = utility.predictive_scores(noise, real[50:100], real[100:], [0, 1], max_epochs=15)
     assert worse["tstr_mae"] > result["tstr_mae"]

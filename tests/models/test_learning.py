@@ -47,14 +47,13 @@ def test_short_training_raises_lag1_autocorrelation_toward_the_real_one(tmp_path
             },
             # Per-month noise only (v1's input), so an untrained generator is
             # close to white noise and persistence has to be learnt.
-            "model": {"latent_dim": 4, "hidden_units": 8},
+            "model": {"latent_dim": 4, "hidden_units": 8, "patient_latent_dim": 0},
             "training": {
                 "batch_size": 32,
                 "epochs": 1,
                 "curriculum": [MONTHS],
                 "critic_steps": 1,
-                "marginal_weight": 10.0,
-                "temporal_weight": 10.0,
+                "alignment": {"correlation": 10.0, "marginal": 10.0, "temporal": 10.0},
                 "holdout": 0,
                 "seed": 0,
             },

@@ -1,0 +1,60 @@
+"""The judge means the same on every cohort: balanced, converged, beside its floor."""
+
+import numpy as np
+import pytest
+
+from hg_keras.data import load_cohort
+from hg_keras.evaluation import evaluate, utility
+
+MONTHS = 12
+
+
+@pytest.fixture(scope="module")
+def user_split():
+    """A small cohort split 80/20 as ``train`` splits a user's: 96 trained, 24 held out."""
+    frame = load_cohort(patients=120)
+    frame = frame[frame.Timestep < MONTHS].reset_index(drop=True)
+    held = frame.PatientID % 5 == 0
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
+def shuffled_columns(frame, seed=0):
+    """Every clinical column permuted over all rows: no patient, no month order."""
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    for column in frame.columns[2:]:
+        out[column] = rng.permutation(frame[column].to_numpy())
+    return out
+
+
+def encoded(*frames):
+    from hg_keras.config import load_config
+    from hg_keras.data import CohortTransformer
+
+    transformer = CohortTransformer(load_config("art4hiv").schema).fit(frames[0])
+    return [transformer.encode(f) for f in frames]
+
+
+def test_unequal_sets_do_not_score_the_majority_share(user_split):
+    """96 real against 24 real patients: a judge that learns the majority share scores
+    |96/120 - 0.5| = 0.3; the balanced judge scores within noise of 0."""
+    big, small = encoded(*user_split)
+    scores = [utility.discriminative_score(small, big, s, max_epochs=60) for s in range(2)]
+    assert max(scores) < 0.15, scores
+
+
+def test_training_patients_score_their_floor_and_a_shuffled_copy_far_above(user_split, art_schema):
+    train, held = user_split
+    own, _ = evaluate(
+        train, train, art_schema, holdout=held, reference="holdout", repeats=1, max_epochs=60
+    )
+    floor = own["floor"]
+    assert floor["patients"] == 96 and floor["tstr_ratio"] == 1.0
+    assert abs(own["utility"]["discriminative_score"] - floor["discriminative_score"]) < 0.1
+    assert floor["discriminative_score"] < 0.15
+    assert own["fidelity"]["ks_mean"] == pytest.approx(floor["ks_mean"])
+    assert own["verdicts"]["utility"].startswith("good")
+
+    real, shuffled = encoded(held, shuffled_columns(train))
+    score = utility.discriminative_score(real, shuffled, 0, max_epochs=60)
+    assert score > floor["discriminative_score"] + 0.15

@@ -370,6 +370,7 @@ def evaluate(
     history = RunFolder(model_dir).history_csv if model_dir else None
     several = len(synthetic) > 1
     results = {}
+    floor = None  # the real patients' scores: the same for every file
     for name, (frame, defects) in zip(names, synthetic):
         metrics, details = run_evaluation(
             real,
@@ -379,8 +380,10 @@ def evaluate(
             seed=seed,
             defects=defects,
             repeats=repeats,
+            floor=floor,
             **({"max_epochs": max_epochs} if max_epochs else {}),
         )
+        floor = metrics["floor"]
         folder = Path(out) / name if several else Path(out)
         report = write_report(metrics, details, folder, history_csv=history)
         results[name] = metrics

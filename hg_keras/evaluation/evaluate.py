@@ -80,6 +80,7 @@ def evaluate(
     repeats=3,
     defects=None,
     trained_on_all=False,
+    floor=None,
 ):
     """Computes fidelity, utility and privacy metrics.
 
@@ -106,6 +107,9 @@ def evaluate(
         defects: dict from :func:`hg_keras.data.load_synthetic` (codes
             outside the schema, repaired values), reported beside the
             static violations this function measures.
+        floor: the ``metrics["floor"]`` of an earlier call with the same
+            real and holdout patients, seed and settings, to reuse (it does
+            not depend on the synthetic cohort); None computes it.
         trained_on_all: bool, the generator was trained on every patient
             of `real` and there is no holdout: the privacy verdict then says
             it was not tested, instead of grading a split of trained patients.

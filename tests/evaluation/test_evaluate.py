@@ -57,7 +57,14 @@ def scores(cohort, art_schema):
         ("copies", train),
     ):
         results[name] = evaluate(
-            train, synthetic, art_schema, holdout=holdout, seed=0, max_epochs=40, repeats=1
+            train,
+            synthetic,
+            art_schema,
+            holdout=holdout,
+            seed=0,
+            max_epochs=30,
+            repeats=1,
+            floor=results["disjoint"]["floor"] if results else None,
         )[0]
     return results
 

@@ -39,14 +39,14 @@ def test_unequal_sets_do_not_score_the_majority_share(user_split):
     """96 real against 24 real patients: a judge that learns the majority share scores
     |96/120 - 0.5| = 0.3; the balanced judge scores within noise of 0."""
     big, small = encoded(*user_split)
-    scores = [utility.discriminative_score(small, big, s, max_epochs=60) for s in range(2)]
+    scores = [utility.discriminative_score(small, big, s, max_epochs=30) for s in range(2)]
     assert max(scores) < 0.15, scores
 
 
 def test_training_patients_score_their_floor_and_a_shuffled_copy_far_above(user_split, art_schema):
     train, held = user_split
     own, _ = evaluate(
-        train, train, art_schema, holdout=held, reference="holdout", repeats=1, max_epochs=60
+        train, train, art_schema, holdout=held, reference="holdout", repeats=1, max_epochs=30
     )
     floor = own["floor"]
     assert floor["patients"] == 96 and floor["tstr_ratio"] == 1.0
@@ -56,5 +56,5 @@ def test_training_patients_score_their_floor_and_a_shuffled_copy_far_above(user_
     assert own["verdicts"]["utility"].startswith("good")
 
     real, shuffled = encoded(held, shuffled_columns(train))
-    score = utility.discriminative_score(real, shuffled, 0, max_epochs=60)
+    score = utility.discriminative_score(real, shuffled, 0, max_epochs=30)
     assert score > floor["discriminative_score"] + 0.15

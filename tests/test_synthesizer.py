@@ -126,3 +126,21 @@ def test_a_dataframe_with_a_wrong_column_is_refused_by_name(tmp_path):
     with pytest.raises(InputError, match=r"<DataFrame>: missing column\(s\) 'VL'"):
         Synthesizer("quick").fit(frame, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_readme_own_cohort_yaml_gets_the_default_model(tmp_path):
+    """README's own-cohort schema, as written, loads with the default model and training;
+    it is the schema the variable-length tests train and sample end to end."""
+    from cohorts import IRREGULAR_CONFIG
+
+    from hg_keras.config import ModelConfig, TrainingConfig, load_config
+
+    section = README.read_text().split("\n## Your own cohort\n", 1)[1].split("\n## ", 1)[0]
+    path = tmp_path / "my_cohort.yaml"
+    path.write_text(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    config = load_config(path)
+    assert config.model == ModelConfig() and config.model.conditional
+    assert config.training == TrainingConfig()
+    tested = tmp_path / "tested.yaml"
+    tested.write_text(IRREGULAR_CONFIG)
+    assert config.schema == load_config(tested).schema

@@ -177,20 +177,30 @@ def mode_coverage(real_table, synthetic_table, tolerance=0.5):
 def autocorrelation(numeric, max_lag):
     """Mean over patients of each variable's lag-1..`max_lag` autocorrelation.
 
+    Per patient and variable, ``sum_t c_t c_{t+k} / sum_t c_t^2`` of the
+    series centred on its own mean (the biased estimator of TimeGAN and
+    tsgm): ``tfp.stats.auto_correlation``, which divides lag k by ``N - k``
+    instead of ``N``, rescaled by ``(N - k) / N``.
+
+    Args:
+        numeric: array `(patients, time, variables)`, `time > max_lag`.
+
     Returns:
         array `(variables, max_lag)`; constant series are skipped.
     """
-    centred = numeric - numeric.mean(axis=1, keepdims=True)
-    denominator = np.sum(centred**2, axis=1)  # (patients, variables)
-    out = np.zeros((numeric.shape[2], max_lag))
-    for lag in range(1, max_lag + 1):
-        numerator = np.sum(centred[:, lag:] * centred[:, :-lag], axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acf = numerator / denominator
-        with warnings.catch_warnings():  # a variable constant in every patient: NaN, then 0
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[:, lag - 1] = np.nanmean(np.where(denominator > 0, acf, np.nan), axis=0)
-    return np.nan_to_num(out)
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    numeric = np.asarray(numeric, dtype=np.float64)
+    steps = numeric.shape[1]
+    acf = tfp.stats.auto_correlation(tf.constant(numeric), axis=1, max_lags=max_lag).numpy()
+    lags = np.arange(1, max_lag + 1)
+    acf = acf[:, 1:] * ((steps - lags) / steps)[None, :, None]  # (patients, lags, variables)
+    varying = np.ptp(numeric, axis=1) > 0  # (patients, variables)
+    with warnings.catch_warnings():  # a variable constant in every patient: NaN, then 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = np.nanmean(np.where(varying[:, None, :], acf, np.nan), axis=0)
+    return np.nan_to_num(out.T)
 
 
 def switch_rates(frame, columns, id_column):

@@ -82,15 +82,19 @@ def test_dynamic_correlations_match_a_per_patient_loop():
 
 
 def test_autocorrelation_matches_loop():
-    x = np.random.default_rng(1).normal(size=(5, 10, 2)).cumsum(axis=1)
+    x = np.random.default_rng(1).normal(size=(5, 10, 3)).cumsum(axis=1)
+    x[0, :, 0] = 2.0  # a constant series is skipped
+    x[:, :, 2] = 1.0  # a variable constant in every patient scores 0
     got = fidelity.autocorrelation(x, 3)
     for k in range(2):
         for lag in (1, 2, 3):
             values = []
             for patient in x[:, :, k]:
                 c = patient - patient.mean()
-                values.append(np.sum(c[lag:] * c[:-lag]) / np.sum(c**2))
+                if np.sum(c**2) > 0:
+                    values.append(np.sum(c[lag:] * c[:-lag]) / np.sum(c**2))
             assert got[k, lag - 1] == pytest.approx(np.mean(values))
+    np.testing.assert_array_equal(got[2], 0.0)
 
 
 def test_switch_rates_count_changes_within_patients():

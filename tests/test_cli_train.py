@@ -6,6 +6,8 @@ import pandas as pd
 from click.testing import CliRunner
 
 from cli import cli
+from hg_keras.config import load_config
+from hg_keras.training import planned_epochs
 
 
 def run(*args):
@@ -15,11 +17,15 @@ def run(*args):
 
 def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
     out = tmp_path / "run"
+    # A budget of minutes alone replaces the config's epochs and stops at the first
+    # epoch end past it.
     result = run(
-        "train", "--config", tiny_config_path, "--out", out, "--seed", 3, "--eval-repeats", 1
-    )
+        "train", "--config", tiny_config_path, "--out", out, "--seed", 3, "--eval-repeats", 1,
+        "--minutes", 0.001,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"python cli.py sample --model {out}" in result.output
+    assert "scores: discriminative" in result.output and "floor in brackets" in result.output
     for name in (
         "config.yaml",
         "run.json",
@@ -36,6 +42,8 @@ def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
     history = pd.read_csv(out / "logs" / "history.csv")
     assert len(history) == 1 and np.isfinite(history["critic_loss"]).all()
     assert json.loads((out / "run.json").read_text())["epochs_completed"] == 1
+    saved = load_config(out / "config.yaml").training
+    assert (saved.minutes, saved.epochs, saved.updates) == (0.001, None, None)
     assert (tmp_path / "latest").resolve() == out.resolve()
     # The embedded cohort holds out the patients after the 16 trained on, and
     # the run's evaluation compares with exactly those.
@@ -134,3 +142,16 @@ def test_holdout_zero_says_privacy_was_not_tested(tmp_path, tiny_config_path):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "holdout.json").read_text())["ids"] == []
     assert "privacy: not tested: the run trained on every patient" in result.output
+
+
+def test_a_budget_of_updates_is_whole_epochs_rounded_up(tiny_config_path, tmp_path):
+    config = load_config(tiny_config_path)  # 16 patients, batch 8, curriculum 3 and 6
+    assert planned_epochs(config.training, 16) == 1  # epochs: 1
+    assert planned_epochs(config.replace_training(updates=100).training, 16) == 25
+    assert planned_epochs(config.replace_training(updates=101).training, 16) == 26
+    assert planned_epochs(config.replace_training(minutes=5).training, 16) > 10**5
+    # A file that names its budget does not inherit its base's.
+    path = tmp_path / "longer.yaml"
+    path.write_text(f"extends: {tiny_config_path}\ntraining:\n  updates: 40\n")
+    training = load_config(path).training
+    assert (training.updates, training.epochs) == (40, None)

@@ -77,13 +77,13 @@ def cohorts(config, patients):
     return load_training_cohort(config, with_holdout=True)
 
 
-def run_one(name, config, seed, seconds, patients, work, eval_epochs):
+def run_one(name, config, seed, seconds, patients, work, max_epochs):
     out = Path(work) / f"{name}-seed{seed}"
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
-    # A config's own epochs still apply: the default stops at its epochs
+    # A config's own budget still applies: the default stops at its updates
     # (its figures are then exactly those of `python cli.py train`), v1's 200
     # never finish within a CPU budget.
     config = config.replace_training(seed=seed, patients=patients, holdout=float(patients))
@@ -104,7 +104,7 @@ def run_one(name, config, seed, seconds, patients, work, eval_epochs):
             run.schema,
             holdout=unseen,
             seed=seed,
-            epochs=eval_epochs,
+            max_epochs=max_epochs,
             reference="holdout",
             # The final figures average 3 classifier seeds; the curve's 1.
             repeats=3 if k == last else 1,
@@ -201,7 +201,9 @@ def main(argv=None):
     )
     parser.add_argument("--out", default="QUALITY.md")
     parser.add_argument("--work", default="runs/quality")
-    parser.add_argument("--eval-epochs", type=int, default=10)
+    parser.add_argument(
+        "--max-epochs", type=int, default=200, help="ceiling of the converged judge's epochs"
+    )
     args = parser.parse_args(argv)
 
     configs = {Path(name).stem: load_config(name) for name in args.configs}
@@ -217,7 +219,7 @@ def main(argv=None):
                     args.minutes * 60,
                     args.patients,
                     args.work,
-                    args.eval_epochs,
+                    args.max_epochs,
                 )
             )
     out = Path(args.out)

@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 PATIENCE = 10
 MIN_DELTA = 1e-4
 MAX_EPOCHS = 200
-KFOLD_BELOW = 500
+KFOLD_BELOW = 200
 FOLDS = 5
 
 

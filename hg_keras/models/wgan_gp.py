@@ -129,13 +129,18 @@ class WGANGP(keras.Model):
         generator_optimizer.build(self.generator.trainable_variables)
         critic_optimizer.build(self.critic.trainable_variables)
 
+    # Nothing in it depends on a tensor's value: autograph has nothing to convert.
+    @tf.autograph.experimental.do_not_convert
     def call(self, real, training=False):
         """A generated batch shaped like `real` `(batch, time, width)`, from fresh noise;
         a conditional generator is given `real`'s static groups. (Keras calls the
         model on a data batch to build it under a distribution strategy.)"""
         real = tf.convert_to_tensor(real)
         seed = tf.constant([self.seed, 0], tf.int64)
-        inputs = self.noise(tf.shape(real)[0], tf.shape(real)[1], seed)
+        shape = tf.shape(real)
+        inputs = latent_noise(
+            shape[0], shape[1], self.generator.latent_dim, seed, self.latent_distribution
+        )
         if self.generator.conditional:
             condition = tf.gather(real[:, 0], self.generator.condition_columns, axis=-1)
             inputs = [inputs, condition]

@@ -95,11 +95,9 @@ def correlation_loss(fake, target, all_reduce=None, weights=None):
 
 def linear_slopes(x, weights=None):
     """Each patient's least-squares slope of each column over its steps: `(batch, columns)`."""
-    w = step_weights(x, weights)
-    count = tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1.0)
     steps = tf.cast(tf.range(tf.shape(x)[1]), x.dtype)[None, :, None]
-    time = (steps - tf.reduce_sum(steps * w, axis=1, keepdims=True) / count) * w
-    centred = (x - tf.reduce_sum(x * w, axis=1, keepdims=True) / count) * w
+    time = centred_per_patient(steps * tf.ones_like(x[..., :1]), weights)
+    centred = centred_per_patient(x, weights)
     spread = tf.maximum(tf.reduce_sum(tf.square(time), axis=1), 1e-8)
     return tf.reduce_sum(time * centred, axis=1) / spread
 
@@ -109,6 +107,14 @@ def step_weights(x, weights):
     if weights is None:
         return tf.ones_like(x[..., :1])
     return tf.cast(weights, x.dtype)[..., None]
+
+
+def centred_per_patient(x, weights=None):
+    """`x` `(batch, time, columns)` minus each patient's mean over its valid steps;
+    padded steps (weight 0) are 0."""
+    w = step_weights(x, weights)
+    count = tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1.0)
+    return (x - tf.reduce_sum(x * w, axis=1, keepdims=True) / count) * w
 
 
 def autocorrelation(x, max_lag, weights=None):
@@ -128,9 +134,7 @@ def autocorrelation(x, max_lag, weights=None):
     Returns:
         Tensor `(columns, max_lag)`.
     """
-    w = step_weights(x, weights)
-    count = tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1.0)
-    centred = (x - tf.reduce_sum(x * w, axis=1, keepdims=True) / count) * w
+    centred = centred_per_patient(x, weights)
     variance = tf.reduce_sum(tf.square(centred), axis=1)  # (batch, columns)
     lags = []
     for lag in range(1, max_lag + 1):
@@ -192,9 +196,7 @@ def within_patient_correlation(x, weights=None):
     two numerics move together within a patient, as opposed to across
     patients. `(columns, columns)`; a (nearly) constant series counts as 0.
     """
-    w = step_weights(x, weights)
-    count = tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1.0)
-    centred = (x - tf.reduce_sum(x * w, axis=1, keepdims=True) / count) * w
+    centred = centred_per_patient(x, weights)
     cross = tf.einsum("bta,btc->bac", centred, centred)
     norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(cross), 1e-8))
     return tf.reduce_mean(cross / (norms[:, :, None] * norms[:, None, :]), axis=0)

@@ -168,26 +168,10 @@ def train(
     keras.utils.set_random_seed(config.training.seed)
 
     frame, holdout = load_training_cohort(config, data, with_holdout=True)
-    if not resume and config.model.carry_forward == "detect":
-        # The held-out patients too: the run's evaluation reloads them under the rules found.
-        seen = frame if holdout is None else pd.concat([frame, holdout], ignore_index=True)
-        schema, found = detect_carried(seen, config.schema)
-        config = dataclasses.replace(config, schema=schema)
-        rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
-        log.info("carried forward (detected): %s", rules or "none")
-    transformer = (
-        folder.read_transformer()
-        if resume
-        else CohortTransformer(config.schema, joint=config.model.discrete_output == "joint").fit(
-            frame
-        )
-    )
-    for compound in [] if resume else transformer.compounds:
-        log.info(
-            "modelled together: %s (%d combinations)",
-            ", ".join(compound.members),
-            len(compound.combinations),
-        )
+    if resume:
+        transformer = folder.read_transformer()
+    else:
+        config, transformer = _fit_encoding(config, frame, holdout)
     encoded = _encode(transformer, frame)
     config = _fit_batch_size(config, encoded.shape[0], strategy.num_replicas_in_sync)
     if config.training.curriculum is None:
@@ -225,6 +209,27 @@ def train(
         folder.write_generator(wgan.generator)
         folder.link_latest()
     return folder.path
+
+
+def _fit_encoding(config, frame, holdout):
+    """(config, fitted transformer) of a new run: the carried-forward rules found
+    (``carry_forward: detect``) are written into the config's schema."""
+    if config.model.carry_forward == "detect":
+        # The held-out patients too: the run's evaluation reloads them under the rules found.
+        seen = frame if holdout is None else pd.concat([frame, holdout], ignore_index=True)
+        schema, found = detect_carried(seen, config.schema)
+        config = dataclasses.replace(config, schema=schema)
+        rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
+        log.info("carried forward (detected): %s", rules or "none")
+    joint = config.model.discrete_output == "joint"
+    transformer = CohortTransformer(config.schema, joint=joint).fit(frame)
+    for compound in transformer.compounds:
+        log.info(
+            "modelled together: %s (%d combinations)",
+            ", ".join(compound.members),
+            len(compound.combinations),
+        )
+    return config, transformer
 
 
 def planned_epochs(training, patients):

@@ -24,6 +24,9 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 PATIENCE = 10
 MIN_DELTA = 1e-4
 MAX_EPOCHS = 200
+# Updates before early stopping may act: a few batches per epoch stay on the
+# loss's initial plateau for more than `PATIENCE` epochs.
+MIN_UPDATES = 100
 KFOLD_BELOW = 200
 FOLDS = 5
 
@@ -60,14 +63,21 @@ class _Judge:
         x_fit, x_val, y_fit, y_val = train_test_split(
             x, y, test_size=0.2, random_state=self.seed, stratify=stratify
         )
+        # Small sets get smaller batches, so an epoch is several updates.
+        batch_size = int(np.clip(len(x_fit) // 8, 16, 128))
+        batches = -(-len(x_fit) // batch_size)
         stop = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=PATIENCE, min_delta=MIN_DELTA, restore_best_weights=True
+            monitor="val_loss",
+            patience=PATIENCE,
+            min_delta=MIN_DELTA,
+            restore_best_weights=True,
+            start_from_epoch=min(-(-MIN_UPDATES // batches), max_epochs - 1),
         )
         self.model.fit(
             x_fit,
             y_fit,
             validation_data=(x_val, y_val),
-            batch_size=128,
+            batch_size=batch_size,
             epochs=max_epochs,
             shuffle=True,
             callbacks=[stop],

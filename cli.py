@@ -133,6 +133,12 @@ def cli(debug):
     "score and TSTR ratio over (1 is about 3x faster, without a spread).",
 )
 @click.option(
+    "--eval-max-epochs",
+    type=click.IntRange(min=1),
+    help="The most epochs each post-hoc network of that evaluation trains for; each stops "
+    "earlier once its validation loss stops improving [default: 200].",
+)
+@click.option(
     "--strategy",
     type=click.Choice(["default", "mirrored", "multiworker"]),
     default="default",
@@ -157,6 +163,7 @@ def train(
     resume,
     evaluation,
     eval_repeats,
+    eval_max_epochs,
     strategy,
     cpu_replicas,
 ):
@@ -197,7 +204,7 @@ def train(
     click.echo(f"TF Serving model:  {served}")
     if evaluation:
         click.echo("evaluating a synthetic cohort of the training cohort's size...", err=True)
-        metrics = synth.evaluate(repeats=eval_repeats)
+        metrics = synth.evaluate(repeats=eval_repeats, max_epochs=eval_max_epochs)
         for area, verdict in metrics["verdicts"].items():
             click.echo(f"{area:>9}: {verdict}")
         click.echo(f"   scores: {headline(metrics)}")

@@ -146,7 +146,9 @@ class Synthesizer:
             chunk_patients=chunk_patients or CHUNK_PATIENTS,
         )
 
-    def evaluate(self, real=None, synthetic=None, holdout=None, seed=0, repeats=3, out=None):
+    def evaluate(
+        self, real=None, synthetic=None, holdout=None, seed=0, repeats=3, out=None, max_epochs=None
+    ):
         """Fidelity, utility and privacy metrics (the dict of ``metrics.json``).
 
         With no arguments: a sample the size of the training cohort against
@@ -158,17 +160,20 @@ class Synthesizer:
         Args:
             out: folder for ``report.html`` and ``metrics.json`` (given frames
                 only; default none written).
+            max_epochs: int, the most epochs each post-hoc network trains for
+                (default 200; each stops once its validation loss stops improving).
         """
         run = self._trained()
+        judge = {"max_epochs": max_epochs} if max_epochs else {}
         if real is None:
             if synthetic is not None or holdout is not None:
                 raise InputError("evaluate(): give `real` with `synthetic` or `holdout`")
-            return evaluate_run(run.run_dir, seed=seed, data=run.data, repeats=repeats)[0]
+            return evaluate_run(run.run_dir, seed=seed, data=run.data, repeats=repeats, **judge)[0]
         schema = run.schema
         if synthetic is None:
             synthetic = run.sample(real[schema.id].nunique(), seed=seed)
         metrics, details = evaluate_frames(
-            real, synthetic, schema, holdout=holdout, seed=seed, repeats=repeats
+            real, synthetic, schema, holdout=holdout, seed=seed, repeats=repeats, **judge
         )
         if out is not None:
             write_report(metrics, details, out, history_csv=run.folder.history_csv)

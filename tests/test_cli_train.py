@@ -21,7 +21,7 @@ def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
     # epoch end past it.
     result = run(
         "train", "--config", tiny_config_path, "--out", out, "--seed", 3, "--eval-repeats", 1,
-        "--minutes", 0.001,
+        "--eval-max-epochs", 3, "--minutes", 0.001,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"python cli.py sample --model {out}" in result.output
@@ -137,7 +137,7 @@ def test_holdout_zero_says_privacy_was_not_tested(tmp_path, tiny_config_path):
     out = tmp_path / "run"
     result = run(
         "train", "--config", tiny_config_path, "--data", data, "--holdout", 0, "--out", out,
-        "--eval-repeats", 1,
+        "--eval-repeats", 1, "--eval-max-epochs", 3,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((out / "holdout.json").read_text())["ids"] == []

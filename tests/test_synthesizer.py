@@ -49,6 +49,8 @@ def example(tmp_path_factory):
     assert 'Synthesizer("quick")' in code and "load_cohort(patients=1280)" in code
     code = code.replace('Synthesizer("quick")', f'Synthesizer("{config}")')
     code = code.replace("load_cohort(patients=1280)", "load_cohort(patients=40)")
+    assert "synth.evaluate(repeats=1)" in code
+    code = code.replace("synth.evaluate(repeats=1)", "synth.evaluate(repeats=1, max_epochs=3)")
     cwd = Path.cwd()
     namespace = {}
     try:

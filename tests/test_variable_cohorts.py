@@ -29,6 +29,7 @@ def trained(tmp_path_factory):
     result = run(
         "train", "--config", folder / "irregular.yaml", "--data", folder / "cohort.csv",
         "--epochs", EPOCHS, "--out", folder / "run", "--seed", 0, "--eval-repeats", 1,
+        "--eval-max-epochs", 5,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     synthetic = folder / "synthetic.csv"

@@ -9,6 +9,7 @@ mode-collapse check (the joint Gender x Ethnic table).
 """
 
 import itertools
+import logging
 import warnings
 
 import numpy as np
@@ -193,7 +194,14 @@ def autocorrelation(numeric, max_lag):
 
     numeric = np.asarray(numeric, dtype=np.float64)
     steps = numeric.shape[1]
-    acf = tfp.stats.auto_correlation(tf.constant(numeric), axis=1, max_lags=max_lag).numpy()
+    # TFP casts its FFT's complex result to real, and TensorFlow warns about it each time.
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        acf = tfp.stats.auto_correlation(tf.constant(numeric), axis=1, max_lags=max_lag).numpy()
+    finally:
+        tf_log.setLevel(level)
     lags = np.arange(1, max_lag + 1)
     acf = acf[:, 1:] * ((steps - lags) / steps)[None, :, None]  # (patients, lags, variables)
     varying = np.ptp(numeric, axis=1) > 0  # (patients, variables)

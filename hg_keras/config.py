@@ -101,6 +101,15 @@ class TrainingConfig:
             (h >= 1), drawn by seed within each static group; 0 trains on
             every patient. The embedded cohort holds out its next patients
             instead (as many as are trained on).
+        validation: float or int, training patients kept out of the GAN's
+            batches to choose the released generator: a fraction or a count,
+            drawn like the holdout. At `checks` points of the budget the
+            generator is scored by the discriminative judge against them,
+            and the best snapshot is the run's generator (RCGAN chose its
+            epoch this way). 0, or fewer than ``MIN_VALIDATION`` patients,
+            keeps the last generator (v1).
+        checks: int, evenly spaced snapshots scored against the validation
+            patients (the last epoch always is one).
         updates: int or None, generator updates to train for, whatever the
             cohort's size (a whole number of epochs, rounded up); None:
             `epochs` decides.
@@ -128,6 +137,8 @@ class TrainingConfig:
 
     patients: int | None = None
     holdout: float = 0.2
+    validation: float = 0.1
+    checks: int = 6
     updates: int | None = 768
     epochs: int | None = None
     minutes: float | None = None
@@ -245,6 +256,7 @@ def _validate(model, training, where):
         "model.hidden_units": model.hidden_units,
         "training.batch_size": training.batch_size,
         "training.critic_steps": training.critic_steps,
+        "training.checks": training.checks,
         "training.learning_rate": training.learning_rate,
     }
     for name in ("patients", "updates", "epochs", "minutes"):
@@ -261,15 +273,17 @@ def _validate(model, training, where):
         "model.patient_latent_dim": model.patient_latent_dim,
         "model.numeric_margin": model.numeric_margin,
         "training.holdout": training.holdout,
+        "training.validation": training.validation,
     }
     for name, value in non_negative.items():
         if value < 0:
             raise InputError(f"{where}: {name} must be zero or positive, got {value}")
-    if training.holdout >= 1 and training.holdout != int(training.holdout):
-        raise InputError(
-            f"{where}: training.holdout must be a fraction below 1 or a whole count, "
-            f"got {training.holdout}"
-        )
+    for name in ("holdout", "validation"):
+        value = getattr(training, name)
+        if value >= 1 and value != int(value):
+            raise InputError(
+                f"{where}: training.{name} must be a fraction below 1 or a whole count, got {value}"
+            )
     if model.patient_latent_dim > model.latent_dim:
         raise InputError(
             f"{where}: model.patient_latent_dim ({model.patient_latent_dim}) cannot exceed "

@@ -1,8 +1,9 @@
 """Which patients a run trains on, and which it holds out.
 
 The split is a function of the config (``training.patients``,
-``training.holdout``, ``training.seed``) and the cohort, so training,
-sampling's copy check and the run's evaluation all recompute the same one.
+``training.holdout``, ``training.validation``, ``training.seed``) and the
+cohort, so training, sampling's copy check and the run's evaluation all
+recompute the same one.
 """
 
 import numpy as np
@@ -12,6 +13,9 @@ from sklearn.model_selection import train_test_split
 from hg_keras.config import load_config
 from hg_keras.data.cohort import load_cohort, validate_cohort
 from hg_keras.errors import InputError
+
+# The fewest validation patients the snapshot judge is given; fewer keep the last generator.
+MIN_VALIDATION = 20
 
 # How messages and run.json name a cohort given as a DataFrame: a run keeps
 # no copy of it, so using it again (resume, copy check, evaluation) needs it again.
@@ -25,15 +29,18 @@ def cohort_name(data):
     return str(data) if data is not None else "the embedded cohort"
 
 
-def load_training_cohort(config, data=None, with_holdout=False):
-    """The training patients, and optionally the held-out ones.
+def load_training_cohort(config, data=None, with_holdout=False, with_validation=False):
+    """The training patients, and optionally the held-out and validation ones.
 
     A user's cohort first loses its holdout (``training.holdout``: a
     fraction or a count of patients, drawn by the training seed within each
     group of static discrete attributes), then trains on the first
     ``training.patients`` of the rest, by id (all of them, if fewer). The embedded cohort has far
     more patients than a CPU run uses, so its holdout is the patients that
-    follow the training ones (as many, never trained on).
+    follow the training ones (as many, never trained on). Last,
+    ``training.validation`` of the training patients are drawn the same way
+    for choosing the released generator (:func:`validation_ids`); the
+    training frame never holds them.
 
     Args:
         config: :class:`Config`.
@@ -41,6 +48,8 @@ def load_training_cohort(config, data=None, with_holdout=False):
             schema (checked like a file), or None for the embedded cohort.
         with_holdout: bool, also return the holdout frame (None when
             ``training.holdout`` is 0 or no patient is left for it).
+        with_validation: bool, also return (last) the validation frame
+            (None without a validation split).
     """
     if data is None and config.schema.without_carry() != load_config("art4hiv").schema:
         raise InputError(
@@ -71,13 +80,35 @@ def load_training_cohort(config, data=None, with_holdout=False):
         ids, held = split_holdout(frame, schema, ids, holdout, config.training.seed, source)
     # training.patients is a cap: a smaller cohort trains on every patient it has.
     wanted = min(config.training.patients or len(ids), len(ids))
-    train_frame = frame[frame[schema.id].isin(ids[:wanted])].reset_index(drop=True)
-    if not with_holdout:
-        return train_frame
     if data is None and holdout:
         held = ids[wanted : 2 * wanted]
-    holdout_frame = frame[frame[schema.id].isin(held)].reset_index(drop=True)
-    return train_frame, (holdout_frame if len(held) else None)
+    ids = ids[:wanted]
+    checked = validation_ids(frame, config, ids, source)
+    train_frame = frame[frame[schema.id].isin(np.setdiff1d(ids, checked))].reset_index(drop=True)
+    result = [train_frame]
+    if with_holdout:
+        holdout_frame = frame[frame[schema.id].isin(held)].reset_index(drop=True)
+        result.append(holdout_frame if len(held) else None)
+    if with_validation:
+        validation = frame[frame[schema.id].isin(checked)].reset_index(drop=True)
+        result.append(validation if len(checked) else None)
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+def validation_ids(frame, config, ids, source):
+    """The ids of `ids` kept out of training to choose the generator (maybe none).
+
+    ``training.validation`` of them, drawn like the holdout; none when that
+    is 0 or would give fewer than :data:`MIN_VALIDATION` patients, or leave
+    fewer than that many to train on.
+    """
+    share = config.training.validation
+    count = int(round(share * len(ids))) if share < 1 else int(share)
+    if not share or count < MIN_VALIDATION or len(ids) - count < MIN_VALIDATION:
+        return ids[:0]
+    # Its own seed stream: the holdout's draw with the same seed must not repeat.
+    seed = config.training.seed + 1
+    return split_holdout(frame, config.schema, ids, count, seed, source)[1]
 
 
 def split_holdout(frame, schema, ids, holdout, seed, source):

@@ -37,6 +37,7 @@ from hg_keras.errors import InputError
 from hg_keras.holdout import load_training_cohort
 from hg_keras.models import WGANGP, Critic, Generator
 from hg_keras.run_folder import RunFolder
+from hg_keras.selection import BestSnapshot, check_epochs
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ def train(
     config = config.replace_training(epochs=epochs, updates=updates, minutes=minutes)
     keras.utils.set_random_seed(config.training.seed)
 
-    frame, holdout = load_training_cohort(config, data, with_holdout=True)
+    frame, holdout, validation = load_training_cohort(
+        config, data, with_holdout=True, with_validation=True
+    )
     if resume:
         transformer = folder.read_transformer()
     else:
@@ -192,6 +195,12 @@ def train(
     _log_plan(folder, config, encoded, start_epoch, epochs, strategy)
     if config.training.minutes is not None:
         callbacks = [*callbacks, TimeBudget(config.training.minutes * 60, at_epoch_end=True)]
+    if validation is not None:
+        # Last, so that it sees the stop a time budget sets at the epoch's end.
+        callbacks = [
+            *callbacks,
+            _snapshot_choice(folder, config, transformer, validation, encoded, epochs, chief),
+        ]
     _fit(
         wgan,
         dataset,
@@ -230,6 +239,28 @@ def _fit_encoding(config, frame, holdout):
             len(compound.combinations),
         )
     return config, transformer
+
+
+def _snapshot_choice(folder, config, transformer, validation, encoded, epochs, chief):
+    """The callback that releases the best of ``training.checks`` snapshots."""
+    training = config.training
+    minutes_only = training.updates is None and training.epochs is None
+    log.info(
+        "choosing the generator among %d snapshots by %d validation patients",
+        training.checks,
+        validation[config.schema.id].nunique(),
+    )
+    return BestSnapshot(
+        validation,
+        transformer,
+        config.model,
+        encoded.shape[1],
+        folder.checkpoint_dir,
+        epochs=() if minutes_only else check_epochs(epochs, training.checks),
+        seconds=training.minutes * 60 / training.checks if minutes_only else None,
+        seed=training.seed,
+        write=chief,
+    )
 
 
 def planned_epochs(training, patients):

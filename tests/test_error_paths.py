@@ -48,6 +48,11 @@ def run(*args):
             "model:\n  carry_forward: always\n",
             "model.carry_forward must be declared or detect, got 'always'",
         ),
+        (
+            "training:\n  validation: 1.5\n",
+            "training.validation must be a fraction below 1 or a whole count, got 1.5",
+        ),
+        ("training:\n  checks: 0\n", "training.checks must be positive, got 0"),
     ],
 )
 def test_bad_config_values(tmp_path, override, message):

@@ -179,6 +179,26 @@ def evaluate(
     return metrics, details
 
 
+def discriminative(real, synthetic, schema, seed=0, max_epochs=utility.MAX_EPOCHS):
+    """The discriminative score of two long-format cohorts, aligned as :func:`evaluate`
+    aligns them (the real patients' median length for variable lengths).
+
+    What the run's snapshot choice scores (``training.validation``): one
+    classifier seed, no other metric.
+    """
+    if schema.variable_length:
+        steps = int(np.median(real.groupby(schema.id).size()))
+        real, synthetic = (_long_enough(f, schema, steps) for f in (real, synthetic))
+    else:
+        steps = int(min(f.groupby(schema.id).size().min() for f in (real, synthetic)))
+        real, synthetic = (_prefix(f, schema, steps, "") for f in (real, synthetic))
+    if min(f[schema.id].nunique() for f in (real, synthetic)) < utility.FOLDS:
+        return float("nan")
+    transformer = CohortTransformer(schema).fit(real)
+    encoded = [transformer.encode(f, dtype=np.float64) for f in (real, synthetic)]
+    return utility.discriminative_score(*encoded, seed=seed, max_epochs=max_epochs)
+
+
 def _check_enough(real, holdout, id_column, steps=None):
     if real[id_column].nunique() < 4 or holdout[id_column].nunique() < 2:
         length = f" with {steps} or more steps" if steps else ""

@@ -157,6 +157,8 @@ V1 = {
     "training": {
         "patients": None,
         "holdout": 0.2,
+        "validation": 0,
+        "checks": 6,
         "updates": None,
         "epochs": 200,
         "minutes": None,

@@ -289,6 +289,38 @@ def run_benchmark(
     figures = {**device_info(), "matmul_peak_gflops": peak, "batch": batch, "pairs": pairs}
 
     step = _step_function(config, transformer, encoded)
+    _train_figures(figures, step, config, transformer, encoded, lengths, repeats)
+    real = tf.constant(encoded[:, :longest])
+    seed_design = SeedDesignStep(
+        transformer.layout,
+        config.model.latent_dim,
+        config.model.hidden_units,
+        config.training.critic_steps,
+        correlation_target(encoded),
+    )
+    _paired_step_figures(figures, step, seed_design, config, transformer, encoded, real)
+    if strategy is not None:
+        stats = _distributed_steps(strategy, config, transformer, replicated, longest, repeats)
+        _distributed_figures(figures, strategy, stats, longest)
+
+    sizes = sizes or ((500, 10_000) if quick else (500, 100_000))
+    _generator_pairs(figures, config, transformer, seed_design, min(sizes[-1], 2_000), pairs)
+    chunks = chunks or (500, 2_000, 8_000)
+    with tempfile.TemporaryDirectory() as folder:
+        if run_dir is None:
+            run_dir = _untrained_run(config, transformer, Path(folder))
+        sampling = _sampling(run_dir, sizes, repeats, chunks)
+    _sampling_figures(figures, sampling, config, transformer, sizes, chunks)
+    figures["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _print(figures)
+    if out:
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(figures, indent=2)))
+    return figures
+
+
+def _train_figures(figures, step, config, transformer, encoded, lengths, repeats):
+    """The training step's time, throughput and FLOP rate at each length."""
+    batch = len(encoded)
     ours = _train_steps(step, encoded, lengths, repeats)
     for length in lengths:
         stats = ours[length]
@@ -300,18 +332,16 @@ def run_benchmark(
             step_flops(config, transformer.layout, batch, length) / stats["median"] / 1e9
         )
     figures["train_trace_s"] = ours["trace_s"]
+    longest = max(lengths)
     figures[f"train_fraction_of_matmul_peak_l{longest}"] = (
-        figures[f"train_gflops_l{longest}"] / peak
+        figures[f"train_gflops_l{longest}"] / figures["matmul_peak_gflops"]
     )
 
-    real = tf.constant(encoded[:, :longest])
-    seed_design = SeedDesignStep(
-        transformer.layout,
-        config.model.latent_dim,
-        config.model.hidden_units,
-        config.training.critic_steps,
-        correlation_target(encoded),
-    )
+
+def _paired_step_figures(figures, step, seed_design, config, transformer, encoded, real):
+    """Our step against Keras's LSTM and the seed's design, and the kernel choice, in
+    alternation at the longest length."""
+    pairs, longest = figures["pairs"], real.shape[1]
     references = {
         "keras_lstm": _step_function(config, transformer, encoded, recurrent="keras"),
         "seed_design": lambda batch: float(seed_design(batch)),
@@ -328,24 +358,22 @@ def run_benchmark(
     result = paired(lambda: fused(real), lambda: loop(real), pairs)
     _record(figures, f"train_loop_vs_fused_kernel_l{longest}", result)
 
-    if strategy is not None:
-        stats = _distributed_steps(strategy, config, transformer, replicated, longest, repeats)
-        per_second = batch * replicas / stats["median"]
-        figures["strategy"] = describe(strategy)
-        figures[f"distributed_step_ms_b{batch}x{replicas}_l{longest}"] = 1000 * stats["median"]
-        figures[f"distributed_sequences_per_s_l{longest}"] = per_second
-        figures[f"distributed_sequences_per_s_per_replica_l{longest}"] = per_second / replicas
-        figures[f"distributed_scaling_vs_one_device_l{longest}"] = (
-            per_second / figures[f"train_sequences_per_s_l{longest}"]
-        )
 
-    sizes = sizes or ((500, 10_000) if quick else (500, 100_000))
-    _generator_pairs(figures, config, transformer, seed_design, min(sizes[-1], 2_000), pairs)
-    chunks = chunks or (500, 2_000, 8_000)
-    with tempfile.TemporaryDirectory() as folder:
-        if run_dir is None:
-            run_dir = _untrained_run(config, transformer, Path(folder))
-        sampling = _sampling(run_dir, sizes, repeats, chunks)
+def _distributed_figures(figures, strategy, stats, longest):
+    """The replicated step's throughput, per replica and against one device."""
+    batch, replicas = figures["batch"], strategy.num_replicas_in_sync
+    per_second = batch * replicas / stats["median"]
+    figures["strategy"] = describe(strategy)
+    figures[f"distributed_step_ms_b{batch}x{replicas}_l{longest}"] = 1000 * stats["median"]
+    figures[f"distributed_sequences_per_s_l{longest}"] = per_second
+    figures[f"distributed_sequences_per_s_per_replica_l{longest}"] = per_second / replicas
+    figures[f"distributed_scaling_vs_one_device_l{longest}"] = (
+        per_second / figures[f"train_sequences_per_s_l{longest}"]
+    )
+
+
+def _sampling_figures(figures, sampling, config, transformer, sizes, chunks):
+    """Patients per second by size and by chunk, and the sampler's FLOP rate."""
     for n in sizes:
         figures[f"sample_patients_per_s_n{n}"] = n / sampling[n]["median"]
     largest = sizes[-1]
@@ -356,12 +384,9 @@ def run_benchmark(
     figures["sample_gflops"] = (
         sampler_flops(config, transformer.layout, largest, 60) / sampling[largest]["median"] / 1e9
     )
-    figures["sample_fraction_of_matmul_peak"] = figures["sample_gflops"] / peak
-    figures["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _print(figures)
-    if out:
-        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(figures, indent=2)))
-    return figures
+    figures["sample_fraction_of_matmul_peak"] = (
+        figures["sample_gflops"] / figures["matmul_peak_gflops"]
+    )
 
 
 def _record(figures, key, result):

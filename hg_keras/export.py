@@ -155,18 +155,28 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
     keyed by ``(seed, chunk)``, exactly as ``sample`` does: memory stays
     bounded for large `n` and both give the same patients for any `n`.
     """
-    generator, transformer = run.generator, run.transformer
-    latent_dim = generator.latent_dim
-    noise_spec = tf.TensorSpec((None, None, latent_dim), tf.float32, name="noise")
+    serving_default = _serving_default(run, chunk_patients)
+    sample_from_noise, sample_encoded = _noise_signatures(run.generator, run.transformer)
+    archive = keras.export.ExportArchive()
+    archive.track(run.generator)
+    archive.add_endpoint("serving_default", serving_default)
+    archive.add_endpoint("sample_from_noise", sample_from_noise)
+    archive.add_endpoint("sample_encoded", sample_encoded)
+    return archive
+
+
+def _serving_default(run, chunk_patients):
+    """``serving_default(n, seq_len, seed)``: decoded patients, chunk by chunk."""
+    transformer = run.transformer
     schema = transformer.schema
     output_types = {
         output_name(v.name): tf.float64 if v.is_numeric else tf.int32 for v in schema.variables
     }
     if schema.irregular_time:
         output_types[output_name(schema.time)] = tf.float64
+    if schema.variable_length:
+        output_types["length"] = tf.int32
     drawer = run.drawer()
-    # Carried values (schema ``carried_when``) follow the decoded flags, as in ``sample``.
-    carry_forward = CarryForward(transformer.layout.carried, hard=True)
 
     def draw(size, seq_len, seed_pair):
         """One chunk of decoded patients, drawn by the function ``sample`` draws with."""
@@ -175,9 +185,6 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
         if schema.variable_length:
             decoded["length"] = lengths
         return decoded
-
-    if schema.variable_length:
-        output_types["length"] = tf.int32
 
     @tf.function(
         input_signature=[
@@ -204,6 +211,15 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
         _, arrays = tf.while_loop(lambda k, _: k < chunks, body, (tf.constant(0), arrays))
         return {name: array.concat() for name, array in arrays.items()}
 
+    return serving_default
+
+
+def _noise_signatures(generator, transformer):
+    """``sample_from_noise`` (decoded) and ``sample_encoded`` for caller-given noise
+    (and, for a conditional generator, the condition columns)."""
+    noise_spec = tf.TensorSpec((None, None, generator.latent_dim), tf.float32, name="noise")
+    # Carried values (schema ``carried_when``) follow the decoded flags, as in ``sample``.
+    carry_forward = CarryForward(transformer.layout.carried, hard=True)
     if generator.conditional:
         condition_spec = tf.TensorSpec(
             (None, len(generator.condition_columns)), tf.float32, name="condition"
@@ -233,9 +249,4 @@ def build_archive(run, chunk_patients=CHUNK_PATIENTS):
             with first_order_only():
                 return {"encoded": generator(noise, training=False)}
 
-    archive = keras.export.ExportArchive()
-    archive.track(generator)
-    archive.add_endpoint("serving_default", serving_default)
-    archive.add_endpoint("sample_from_noise", sample_from_noise)
-    archive.add_endpoint("sample_encoded", sample_encoded)
-    return archive
+    return sample_from_noise, sample_encoded

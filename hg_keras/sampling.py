@@ -200,21 +200,9 @@ def sample_to_file(
             is written then).
     """
     out = Path(out)
-    if n < 1:
-        raise InputError(f"--n must be a positive number of patients, got {n}")
-    if out.suffix.lower() not in FORMATS:
-        raise InputError(
-            f"{out}: unsupported output type '{out.suffix}' (expected .csv or .parquet)"
-        )
-    if out.is_dir():
-        raise InputError(f"{out}: is a folder, expected a file name ending in .csv or .parquet")
-    if months is not None and months < 1:
-        raise InputError(f"--months must be positive, got {months}")
-    run.check_where(where)  # before anything is written
+    _check_request(run, n, out, months, max_copies, where)  # before anything is written
     if months is None and not run.schema.variable_length:
         months = run.months
-    if max_copies is not None and max_copies < 0:
-        raise InputError(f"--max-copies must be 0 or more, got {max_copies}")
     training = run.training_fingerprints(months)
     if training is None and max_copies is not None:
         raise InputError(f"cannot check copies: the training cohort {run.data} is not readable")
@@ -252,6 +240,23 @@ def sample_to_file(
 
     atomic_write(out, write, suffix=out.suffix)
     return out, (copies if training is not None else None)
+
+
+def _check_request(run, n, out, months, max_copies, where):
+    """Raises InputError for a request ``sample_to_file`` cannot fulfil."""
+    if n < 1:
+        raise InputError(f"--n must be a positive number of patients, got {n}")
+    if out.suffix.lower() not in FORMATS:
+        raise InputError(
+            f"{out}: unsupported output type '{out.suffix}' (expected .csv or .parquet)"
+        )
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder, expected a file name ending in .csv or .parquet")
+    if months is not None and months < 1:
+        raise InputError(f"--months must be positive, got {months}")
+    run.check_where(where)
+    if max_copies is not None and max_copies < 0:
+        raise InputError(f"--max-copies must be 0 or more, got {max_copies}")
 
 
 def _write_chunk(frame, path, suffix, writer, first):

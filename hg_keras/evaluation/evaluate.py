@@ -426,7 +426,6 @@ def verdicts(metrics):
     against the same reference at the same sizes), so a small cohort's
     sampling noise does not count against the generator.
     """
-    fid, util, priv = metrics["fidelity"], metrics["utility"], metrics["privacy"]
     floor = metrics.get("floor") or {}
 
     def excess(name, value):
@@ -434,6 +433,14 @@ def verdicts(metrics):
         base = floor.get(name)
         return max(0.0, value - (base if base is not None and base == base else 0.0))
 
+    return {
+        "fidelity": _fidelity_verdict(metrics["fidelity"], floor, excess),
+        "utility": _utility_verdict(metrics["utility"], excess),
+        "privacy": _privacy_verdict(metrics["privacy"]),
+    }
+
+
+def _fidelity_verdict(fid, floor, excess):
     ks = excess("ks_mean", fid["ks_mean"] or 0.0)
     correlation = excess("correlation_mae", fid["correlation_mae"])
     coverage = fid["mode_coverage"]
@@ -453,64 +460,57 @@ def verdicts(metrics):
     close = correlation < 0.1 and ks < 0.1 and dynamic < 0.15 and coverage >= 0.75
     broad = correlation < 0.2 and ks < 0.2 and dynamic < 0.3 and coverage >= 0.5
     if close and acf < 0.1 and switch <= 2 and defects == 0:
-        fidelity_verdict = (
+        verdict = (
             "good: marginals, correlations, trends, groups and month-to-month dynamics match "
             "closely"
         )
     elif broad and acf < 0.15 and switch <= 4 and defects < 0.05:
-        fidelity_verdict = "fair: broadly similar, with visible differences"
+        verdict = "fair: broadly similar, with visible differences"
     else:
-        fidelity_verdict = (
-            "poor: distributions, correlations, trends, groups or dynamics differ markedly"
-        )
+        verdict = "poor: distributions, correlations, trends, groups or dynamics differ markedly"
     problems = []
     if acf >= 0.15 or switch > 4:
         problems.append(
             f"trajectories unlike real ones over time (autocorrelation MAE {acf:.2f} above "
-            "real patients', "
-            f"switch rates off by up to {switch:.1f}x)"
+            f"real patients', switch rates off by up to {switch:.1f}x)"
         )
     violated = {k: v for k, v in fid.get("static_violations", {}).items() if v > 0}
     if violated:
-        problems.append(
-            "static attributes vary within patients ("
-            + ", ".join(f"{k} in {v:.0%}" for k, v in violated.items())
-            + ")"
-        )
+        listed = ", ".join(f"{k} in {v:.0%}" for k, v in violated.items())
+        problems.append(f"static attributes vary within patients ({listed})")
     unknown = {k: v for k, v in fid.get("unknown_codes", {}).items() if v > 0}
     if unknown:
-        problems.append(
-            "codes outside the schema ("
-            + ", ".join(f"{k} {v:.1%}" for k, v in unknown.items())
-            + " of rows)"
-        )
-    if problems:
-        fidelity_verdict += "; " + "; ".join(problems)
+        listed = ", ".join(f"{k} {v:.1%}" for k, v in unknown.items())
+        problems.append(f"codes outside the schema ({listed} of rows)")
+    return verdict + "".join(f"; {p}" for p in problems)
+
+
+def _utility_verdict(util, excess):
     ratio = util.get("tstr_ratio", 1.0)
     discriminative = excess("discriminative_score", util["discriminative_score"])
     if discriminative < 0.1 and ratio < 1.2:
-        utility_verdict = "good: hard to tell apart, and as useful for prediction"
-    elif discriminative < 0.25 and ratio < 1.5:
-        utility_verdict = "fair: partly distinguishable or less useful for prediction"
-    else:
-        utility_verdict = "poor: easily told apart from real data or much less useful"
-    if priv["exact_copies"] > 0 or priv["membership_auc"] > 0.7 or priv["dcr_ratio"] < 0.5:
-        privacy_verdict = "leak: synthetic patients copy or reveal training patients"
-    elif priv["membership_auc"] > 0.6 or priv["dcr_ratio"] < 0.8:
-        privacy_verdict = (
-            "caution: synthetic patients sit closer to training patients than new ones"
-        )
-    else:
-        privacy_verdict = "no sign of leakage: no copies, and training patients are not singled out"
+        return "good: hard to tell apart, and as useful for prediction"
+    if discriminative < 0.25 and ratio < 1.5:
+        return "fair: partly distinguishable or less useful for prediction"
+    return "poor: easily told apart from real data or much less useful"
+
+
+def _privacy_verdict(priv):
     if priv.get("holdout_trained_on"):
-        privacy_verdict = (
+        return (
             "not tested: the run trained on every patient (training.holdout: 0), so no "
             "unseen patients were left to compare with; the figures compare two halves of "
             "the training patients and say nothing about leakage"
         )
-    elif priv["holdout_split_from_real"]:
-        privacy_verdict += " (holdout split from --real: valid only if those patients were unseen)"
-    return {"fidelity": fidelity_verdict, "utility": utility_verdict, "privacy": privacy_verdict}
+    if priv["exact_copies"] > 0 or priv["membership_auc"] > 0.7 or priv["dcr_ratio"] < 0.5:
+        verdict = "leak: synthetic patients copy or reveal training patients"
+    elif priv["membership_auc"] > 0.6 or priv["dcr_ratio"] < 0.8:
+        verdict = "caution: synthetic patients sit closer to training patients than new ones"
+    else:
+        verdict = "no sign of leakage: no copies, and training patients are not singled out"
+    if priv["holdout_split_from_real"]:
+        verdict += " (holdout split from --real: valid only if those patients were unseen)"
+    return verdict
 
 
 def headline(metrics):

@@ -129,7 +129,30 @@ def run_one(name, config, seed, seconds, patients, work, max_epochs):
             ),
             flush=True,
         )
-    return {"config": name, "seed": seed, "train_wall_seconds": wall, "points": points}
+    result = {"config": name, "seed": seed, "train_wall_seconds": wall, "points": points}
+    selection = out / "checkpoint" / "selection.json"
+    if selection.exists():
+        # The run released its best snapshot by its validation patients; the points
+        # above are the generator as it stood. Score the released one the same way.
+        run.generator = keras.models.load_model(out / "generator.keras")
+        synthetic = run.sample_frame(patients, months=run.months, seed=seed)
+        metrics, _ = evaluate(
+            real,
+            synthetic,
+            run.schema,
+            holdout=unseen,
+            seed=seed,
+            max_epochs=max_epochs,
+            reference="holdout",
+            repeats=3,
+        )
+        result["released"] = {"metrics": metrics, **json.loads(selection.read_text())}
+        print(
+            f"{name} seed {seed} released (update {result['released']['best']['updates']}): "
+            f"discriminative {lookup(metrics, ('utility', 'discriminative_score')):.3f}",
+            flush=True,
+        )
+    return result
 
 
 def real_config(name, schema_path):
@@ -251,6 +274,11 @@ def main_real(args, command, machine):
     print(text)
 
 
+def final(result):
+    """The metrics of the generator a run released (its best snapshot, or its last)."""
+    return result.get("released", result["points"][-1])["metrics"]
+
+
 def median_table(results, names):
     rows = []
     header = "| metric | target | " + " | ".join(names) + " |"
@@ -259,9 +287,7 @@ def median_table(results, names):
     for label, path, target, direction in HEADLINE:
         cells = []
         for name in names:
-            values = [
-                lookup(r["points"][-1]["metrics"], path) for r in results if r["config"] == name
-            ]
+            values = [lookup(final(r), path) for r in results if r["config"] == name]
             values = [v for v in values if v is not None]
             if not values:
                 cells.append("–")

@@ -87,6 +87,23 @@ def cohorts(config, patients):
     return load_training_cohort(config, with_holdout=True)
 
 
+def score(run, generator, patients, real, unseen, seed, max_epochs, repeats):
+    """Metrics of `patients` drawn from the saved `generator`, against `unseen`."""
+    run.generator = keras.models.load_model(generator)
+    synthetic = run.sample_frame(patients, months=run.months, seed=seed)
+    metrics, _ = evaluate(
+        real,
+        synthetic,
+        run.schema,
+        holdout=unseen,
+        seed=seed,
+        max_epochs=max_epochs,
+        reference="holdout",
+        repeats=repeats,
+    )
+    return metrics
+
+
 def run_one(name, config, seed, seconds, patients, work, max_epochs):
     out = Path(work) / f"{name}-seed{seed}"
     if out.exists():
@@ -106,18 +123,10 @@ def run_one(name, config, seed, seconds, patients, work, max_epochs):
     points = []
     last = len(budget.snapshots) - 1
     for k, elapsed, updates in budget.snapshots:
-        run.generator = keras.models.load_model(out / "snapshots" / f"generator-{k}.keras")
-        synthetic = run.sample_frame(patients, months=run.months, seed=seed)
-        metrics, _ = evaluate(
-            real,
-            synthetic,
-            run.schema,
-            holdout=unseen,
-            seed=seed,
-            max_epochs=max_epochs,
-            reference="holdout",
-            # The final figures average 3 classifier seeds; the curve's 1.
-            repeats=3 if k == last else 1,
+        generator = out / "snapshots" / f"generator-{k}.keras"
+        # The final figures average 3 classifier seeds; the curve's 1.
+        metrics = score(
+            run, generator, patients, real, unseen, seed, max_epochs, 3 if k == last else 1
         )
         points.append({"seconds": elapsed, "updates": updates, "metrics": metrics})
         print(
@@ -134,18 +143,7 @@ def run_one(name, config, seed, seconds, patients, work, max_epochs):
     if selection.exists():
         # The run released its best snapshot by its validation patients; the points
         # above are the generator as it stood. Score the released one the same way.
-        run.generator = keras.models.load_model(out / "generator.keras")
-        synthetic = run.sample_frame(patients, months=run.months, seed=seed)
-        metrics, _ = evaluate(
-            real,
-            synthetic,
-            run.schema,
-            holdout=unseen,
-            seed=seed,
-            max_epochs=max_epochs,
-            reference="holdout",
-            repeats=3,
-        )
+        metrics = score(run, out / "generator.keras", patients, real, unseen, seed, max_epochs, 3)
         result["released"] = {"metrics": metrics, **json.loads(selection.read_text())}
         print(
             f"{name} seed {seed} released (update {result['released']['best']['updates']}): "

@@ -109,6 +109,12 @@ def cli(debug):
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs (each walks the curriculum).")
 @click.option("--seed", type=int, help="Seed for weights, data order and noise.")
 @click.option(
+    "--epsilon",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Train with differential privacy: the (epsilon, delta) target of the run "
+    "(the schema needs bounds on its numerics; README, Privacy).",
+)
+@click.option(
     "--holdout",
     type=click.FloatRange(min=0),
     help="Patients kept out of training for the evaluation: a fraction (0.2) or a count "
@@ -158,6 +164,7 @@ def train(
     minutes,
     epochs,
     seed,
+    epsilon,
     holdout,
     out,
     resume,
@@ -177,7 +184,7 @@ def train(
     from hg_keras.run_folder import RunFolder
 
     if resume:
-        if patients or seed is not None or holdout is not None:
+        if patients or seed is not None or holdout is not None or epsilon:
             raise click.UsageError(
                 "--resume continues a run as configured; only --updates, --minutes, --epochs "
                 "and --data may be given"
@@ -185,7 +192,8 @@ def train(
         out = out or LATEST
     # A resumed run trains with its own config; --config is not read then.
     config = "quick" if resume else config_path
-    synth = Synthesizer(config, patients=patients, seed=seed, holdout=holdout)
+    privacy = {"epsilon": epsilon} if epsilon else None
+    synth = Synthesizer(config, patients=patients, seed=seed, holdout=holdout, privacy=privacy)
     out = out or RunFolder.new().path
     synth.fit(
         data,
@@ -200,6 +208,13 @@ def train(
         click.echo(f"worker done; the chief writes the run to {synth.worker_run_dir}")
         return
     served = synth.export()
+    guarantee = synth.folder.read_info().get("privacy")
+    if guarantee:
+        click.echo(
+            f"privacy:           ({guarantee['epsilon']:.3g}, {guarantee['delta']:.3g})-"
+            f"differentially private per patient after {guarantee['updates']} updates"
+            + (" (budget spent)" if guarantee["budget_spent"] else "")
+        )
     click.echo(f"trained generator: {synth.folder.generator_path}")
     click.echo(f"TF Serving model:  {served}")
     if evaluation:

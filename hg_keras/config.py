@@ -19,6 +19,7 @@ from hg_keras.alignment import check_term
 from hg_keras.data.schema import Schema
 from hg_keras.errors import InputError
 from hg_keras.files import check_keys, read_yaml, write_yaml
+from hg_keras.privacy import Privacy, check_schema, private_settings
 
 # The alignment terms and weights that won benchmarks/quality.py (QUALITY.md).
 ALIGNMENT = {
@@ -132,7 +133,12 @@ class TrainingConfig:
         rebalance: bool, draw each epoch's patients so that every group of
             static discrete attributes is equally frequent (needs a
             conditional model, whose sampling restores the real frequencies).
-        seed: int, seeds the holdout, data order, noise and initial weights.
+        privacy: :class:`hg_keras.privacy.Privacy` or None: train with
+            differential privacy, e.g. ``{epsilon: 3}`` (with ``delta`` and
+            ``clip_norm``). Levers that read the data outside the critic are
+            then off (``hg_keras.privacy.SWITCHED_OFF``).
+        seed: int, seeds the holdout, data order, noise and initial weights
+            (a private run's DP noise has a secret key of its own).
     """
 
     patients: int | None = None
@@ -151,6 +157,7 @@ class TrainingConfig:
     beta_1: float = 0.9
     beta_2: float = 0.99
     rebalance: bool = False
+    privacy: Privacy | None = None
     seed: int = 42
 
 
@@ -170,18 +177,34 @@ class Config:
         the other).
         """
         changes = {k: v for k, v in changes.items() if v is not None}
+        if isinstance(changes.get("privacy"), dict):
+            # Given fields replace the config's; the noise is calibrated again.
+            base = dataclasses.asdict(self.training.privacy) if self.training.privacy else {}
+            base = {k: v for k, v in base.items() if v is not None and k != "noise_multiplier"}
+            changes["privacy"] = Privacy.from_dict({**base, **changes["privacy"]}, "privacy")
         budget = {"updates", "epochs", "minutes"} & set(changes)
         if budget:
             for name in {"updates", "epochs"} - budget:
                 changes[name] = None
             if "minutes" not in budget:
                 changes["minutes"] = None
-        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
+        config = dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
+        return config._private("privacy") if "privacy" in changes else config
+
+    def _private(self, where):
+        """This config, with what a private run needs (:mod:`hg_keras.privacy`)."""
+        if self.training.privacy is None:
+            return self
+        check_schema(self.schema, where)
+        model, training = private_settings(self.model, self.training)
+        return dataclasses.replace(self, model=model, training=training)
 
     def to_dict(self):
         training = dataclasses.asdict(self.training)
         if training["curriculum"] is not None:
             training["curriculum"] = list(training["curriculum"])
+        if training["privacy"] is None:
+            del training["privacy"]
         return {
             "schema": self.schema.to_dict(),
             "model": dataclasses.asdict(self.model),
@@ -209,10 +232,10 @@ class Config:
         if model.conditional and not schema.static_discrete:
             # Nothing to condition on: the generator makes every column, as v1's does.
             model = dataclasses.replace(model, conditional=False)
-        return cls(schema=schema, model=model, training=training)
+        return cls(schema=schema, model=model, training=training)._private(where)
 
 
-NULLABLE = {"patients", "updates", "epochs", "minutes", "curriculum"}
+NULLABLE = {"patients", "updates", "epochs", "minutes", "curriculum", "privacy"}
 BUDGET = {"updates", "epochs", "minutes"}
 
 
@@ -234,6 +257,8 @@ def _section(kind, values, where):
             for term, weight in value.items():
                 check_term(term, weight, f"{where}: alignment")
             values[name] = {str(k): float(v) for k, v in value.items()}
+        elif name == "privacy":
+            values[name] = Privacy.from_dict(value, where)
         elif name == "curriculum":
             if not isinstance(value, list) or not value:
                 raise InputError(f"{where}: curriculum must be a non-empty list of lengths")

@@ -57,5 +57,8 @@ def evaluate_run(run_dir, seed=0, data=None, repeats=3, max_epochs=MAX_EPOCHS):
         repeats=repeats,
     )
     folder = run.folder
+    guarantee = folder.read_info().get("privacy")
+    if guarantee:
+        metrics["guarantee"] = guarantee
     report = write_report(metrics, details, folder.evaluation_dir, history_csv=folder.history_csv)
     return metrics, report

@@ -6,7 +6,8 @@ Every path of a run is named here, and only here::
     run.json            where the data came from, patients, epochs completed
     transforms.json     the fitted encoding (Box-Cox lambdas, ranges, levels)
     holdout.json        ids of the patients kept out of training
-    checkpoint/         weights, both optimizers' state and the epoch (every epoch)
+    checkpoint/         weights, both optimizers' state and the epoch (every epoch);
+                        privacy.json: a private run's secret noise key
     logs/history.csv    per-epoch losses; logs/tensorboard/ for TensorBoard
     generator.keras     the trained generator
     evaluation/         the run's evaluation report (train --evaluate)
@@ -29,6 +30,7 @@ from hg_keras.data.transforms import CohortTransformer
 from hg_keras.errors import InputError
 from hg_keras.files import atomic_write
 from hg_keras.holdout import cohort_name
+from hg_keras.privacy import noise_key
 
 MODEL_NAME = "hg_keras"  # TF Serving's model name and folder
 TRAINED_FILES = ("generator.keras", "transforms.json", "config.yaml")
@@ -153,13 +155,27 @@ class RunFolder:
 
     def write_info(self, data, patients, epochs_completed):
         """``run.json``: the cohort's path (None: embedded; :data:`IN_MEMORY`:
-        a DataFrame, not kept), patients, epochs done."""
+        a DataFrame, not kept), patients, epochs done (other keys kept)."""
         info = {
+            **self.read_info(),
             "data": None if data is None else cohort_name(data),
             "patients": patients,
             "epochs_completed": epochs_completed,
         }
         _write_json(self.info_path, info)
+
+    def write_privacy(self, record):
+        """Adds a private run's guarantee (:mod:`hg_keras.privacy`) to ``run.json``."""
+        _write_json(self.info_path, {**self.read_info(), "privacy": record})
+
+    def privacy_key(self, create):
+        """The secret key of a private run's DP noise (kept in the checkpoint folder,
+        never exported); `create` draws and saves a new one."""
+        path = self.checkpoint_dir / "privacy.json"
+        if create or not path.exists():
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(path, {"key": noise_key()})
+        return json.loads(path.read_text())["key"]
 
     def write_generator(self, generator):
         """Saves the generator in Keras format, atomically."""

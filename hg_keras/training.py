@@ -36,13 +36,23 @@ from hg_keras.distribute import describe, is_chief
 from hg_keras.errors import InputError
 from hg_keras.holdout import load_training_cohort
 from hg_keras.models import WGANGP, Critic, Generator
+from hg_keras.privacy import (
+    OWNER_ONLY,
+    SWITCHED_OFF,
+    CriticDPSGD,
+    PrivacyBudget,
+    allowed_steps,
+    calibrate,
+    dp_event,
+    spent_epsilon,
+)
 from hg_keras.run_folder import RunFolder
 from hg_keras.selection import BestSnapshot, check_epochs
 
 log = logging.getLogger(__name__)
 
 
-def build_wgan(config, transformer, encoded, recurrent="gate"):
+def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None):
     """Builds and compiles the WGAN-GP for `config` (weights from the global seed).
 
     Args:
@@ -50,6 +60,7 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
             for the cohort-wide targets of the losses.
         recurrent: ``gate`` (the model) or ``keras`` (the benchmark's
             ``keras.layers.LSTM`` reference of the same sizes and losses).
+        privacy: :class:`hg_keras.privacy.CriticDPSGD` for a private run.
     """
     features = transformer.layout.spec()
     model = config.model
@@ -83,6 +94,7 @@ def build_wgan(config, transformer, encoded, recurrent="gate"):
         latent_distribution=model.latent_distribution,
         seed=training.seed,
         carried=transformer.layout.carried,
+        privacy=privacy,
     )
 
     def adam(name):
@@ -182,6 +194,7 @@ def train(
     # Refuse a cohort the curriculum cannot use before anything is written.
     check_curriculum(encoded, config.training.curriculum, config.training.batch_size)
     epochs = planned_epochs(config.training, encoded.shape[0])
+    config = _calibrated(config, encoded.shape[0], epochs, strategy)
     start_epoch = completed_epochs(folder.checkpoint_dir)
     if chief:
         if not resume:
@@ -189,8 +202,18 @@ def train(
             folder.write_setup(config, transformer, ids)
         folder.write_info(data, encoded.shape[0], start_epoch)
 
+    private = None
+    if config.training.privacy is not None:
+        private = _private_plan(folder, config, encoded.shape[0], resume)
+        per_epoch = steps_per_epoch(
+            encoded.shape[0], config.training.curriculum, config.training.batch_size
+        )
+        if start_epoch * per_epoch >= private["limit"]:
+            log.info("the privacy budget is spent; nothing left to train")
+            return folder.path
+        callbacks = [*callbacks, PrivacyBudget(private["limit"])]
     with strategy.scope():
-        wgan = build_wgan(config, transformer, encoded)
+        wgan = build_wgan(config, transformer, encoded, privacy=private and private["dpsgd"])
     dataset = _training_dataset(config, transformer, encoded, start_epoch, epochs)
     _log_plan(folder, config, encoded, start_epoch, epochs, strategy)
     if config.training.minutes is not None:
@@ -216,8 +239,101 @@ def train(
     )
     if chief:
         folder.write_generator(wgan.generator)
+        if private is not None:
+            _write_guarantee(folder, config, private, encoded.shape[0], wgan)
         folder.link_latest()
     return folder.path
+
+
+def _calibrated(config, patients, epochs, strategy):
+    """A private config with its delta and the noise multiplier that keeps the
+    planned updates within its epsilon (kept as it is once set)."""
+    training = config.training
+    privacy = training.privacy
+    if privacy is None:
+        return config
+    if strategy.num_replicas_in_sync > 1:
+        raise InputError("private training runs on one device; drop --strategy")
+    if training.updates is None and training.epochs is None:
+        raise InputError(
+            "private training needs training.updates or training.epochs: the noise is "
+            "calibrated for a planned number of updates"
+        )
+    if privacy.noise_multiplier is not None:
+        return config
+    planned = epochs * steps_per_epoch(patients, training.curriculum, training.batch_size)
+    delta = privacy.resolved_delta(patients)
+    sigma = calibrate(
+        privacy.epsilon, delta, training.batch_size / patients, planned, training.critic_steps
+    )
+    log.info(
+        "private training: epsilon %g, delta %.3g over %d updates: noise multiplier %.3f",
+        privacy.epsilon,
+        delta,
+        planned,
+        sigma,
+    )
+    privacy = dataclasses.replace(privacy, delta=delta, noise_multiplier=sigma)
+    return config.replace_training(privacy=privacy)
+
+
+def _private_plan(folder, config, patients, resume):
+    """The DP-SGD settings of a private run and the most updates its budget allows."""
+    training = config.training
+    privacy = training.privacy
+    rate = training.batch_size / patients
+    dpsgd = CriticDPSGD(
+        clip_norm=privacy.clip_norm,
+        noise_multiplier=privacy.noise_multiplier,
+        expected_batch=training.batch_size,
+        key=folder.privacy_key(create=not resume),
+    )
+    planned = planned_epochs(training, patients) * steps_per_epoch(
+        patients, training.curriculum, training.batch_size
+    )
+    limit = allowed_steps(
+        privacy.noise_multiplier,
+        rate,
+        training.critic_steps,
+        privacy.epsilon,
+        privacy.delta,
+        planned,
+    )
+    return {"dpsgd": dpsgd, "rate": rate, "limit": limit}
+
+
+def _write_guarantee(folder, config, private, patients, wgan):
+    """Writes the spent (epsilon, delta) to run.json and logs it."""
+    training = config.training
+    privacy = training.privacy
+    updates = int(wgan.generator_optimizer.iterations.numpy())
+    spent = spent_epsilon(
+        privacy.noise_multiplier, private["rate"], updates, training.critic_steps, privacy.delta
+    )
+    event = dp_event(privacy.noise_multiplier, private["rate"], updates, training.critic_steps)
+    record = {
+        "epsilon": spent,
+        "delta": privacy.delta,
+        "target_epsilon": privacy.epsilon,
+        "updates": updates,
+        "budget_spent": updates >= private["limit"],
+        "noise_multiplier": privacy.noise_multiplier,
+        "clip_norm": privacy.clip_norm,
+        "sampling_rate": private["rate"],
+        "critic_steps": training.critic_steps,
+        "accountant": "dp_accounting RdpAccountant, add or remove one patient",
+        "event": str(event.event),
+        "switched_off": SWITCHED_OFF,
+        "owner_only": list(OWNER_ONLY),
+    }
+    folder.write_privacy(record)
+    log.info(
+        "privacy guarantee: (epsilon %.3f, delta %.3g) after %d updates (target epsilon %g)",
+        spent,
+        privacy.delta,
+        updates,
+        privacy.epsilon,
+    )
 
 
 def _fit_encoding(config, frame, holdout):
@@ -337,6 +453,7 @@ def _training_dataset(config, transformer, encoded, start_epoch, epochs):
         first_epoch=start_epoch,
         epochs=max(epochs - start_epoch, 1),
         weights=weights,
+        poisson=training.privacy is not None,
     )
 
 

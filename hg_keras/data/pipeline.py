@@ -45,7 +45,14 @@ def steps_per_epoch(patients, curriculum, batch_size):
 
 
 def curriculum_dataset(
-    encoded, curriculum, batch_size, seed, first_epoch=0, epochs=1, weights=None
+    encoded,
+    curriculum,
+    batch_size,
+    seed,
+    first_epoch=0,
+    epochs=1,
+    weights=None,
+    poisson=False,
 ):
     """Batches of `epochs` curriculum epochs in a row, starting at `first_epoch`.
 
@@ -66,9 +73,13 @@ def curriculum_dataset(
         weights: optional float array `(patients,)`: each epoch then draws its
             patients with these probabilities, with replacement
             (:func:`patient_weights` rebalances groups), instead of a permutation.
+        poisson: bool, each batch takes every patient independently with
+            probability ``batch_size / patients`` (Poisson sampling, what a
+            private run's accountant assumes), so batch sizes vary.
 
     Returns:
-        ``tf.data.Dataset`` of `(batch_size, L, features)` float32 tensors.
+        ``tf.data.Dataset`` of `(batch_size, L, features)` float32 tensors
+        (`(None, L, features)` with `poisson`).
     """
     encoded = np.ascontiguousarray(encoded, dtype=np.float32)
     check_curriculum(encoded, curriculum, batch_size)
@@ -83,9 +94,12 @@ def curriculum_dataset(
             else:
                 order = rng.choice(patients, size=patients, p=weights)
             for k in range(per_length):
-                yield encoded[order[k * batch_size : (k + 1) * batch_size], :length]
+                if poisson:
+                    yield encoded[rng.random(patients) < batch_size / patients, :length]
+                else:
+                    yield encoded[order[k * batch_size : (k + 1) * batch_size], :length]
 
-    signature = tf.TensorSpec((batch_size, None, features), tf.float32)
+    signature = tf.TensorSpec((None if poisson else batch_size, None, features), tf.float32)
     dataset = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(
         lambda epoch: tf.data.Dataset.from_generator(
             batches, args=(epoch,), output_signature=signature

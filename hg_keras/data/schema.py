@@ -55,6 +55,10 @@ class Variable:
             (a last-observation-carried-forward cohort, such as ART for HIV's
             values under ``VL (M)``). The generator's output obeys the rule
             (:class:`hg_keras.layers.CarryForward`) instead of learning it.
+        bounds: `(low, high)` or None, numerics only: public limits of the
+            column (a lab's reportable range, a score's scale). Min-max
+            scaling then uses them instead of the training range, values
+            outside are clipped, and private training needs them.
     """
 
     name: str
@@ -65,6 +69,7 @@ class Variable:
     missing: str = "error"
     embedding_size: int = 0
     carried_when: tuple = ()
+    bounds: tuple | None = None
 
     @property
     def is_numeric(self):
@@ -87,6 +92,8 @@ class Variable:
         out = {"name": self.name, "kind": self.kind}
         if self.is_numeric:
             out["transform"] = self.transform
+            if self.bounds is not None:
+                out["bounds"] = list(self.bounds)
         else:
             out["levels"] = {code: label for code, label in self.levels}
             if self.embedding_size != DEFAULT_EMBEDDING_SIZE[self.kind]:
@@ -261,6 +268,22 @@ def _carried_from_entry(entry, where):
     return (str(flag), int(code))
 
 
+def _bounds_from_entry(entry, transform, where):
+    """The `(low, high)` of a numeric's ``bounds``, or None."""
+    if "bounds" not in entry:
+        return None
+    value = entry["bounds"]
+    numbers = isinstance(value, list) and len(value) == 2
+    numbers = numbers and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
+    if not numbers or not value[0] < value[1]:
+        raise InputError(f"{where}: bounds must be [low, high] with low < high, got {value!r}")
+    if transform == "log" and value[0] <= -1:
+        raise InputError(f"{where}: bounds of a log column must lie above -1, got {value!r}")
+    return (float(value[0]), float(value[1]))
+
+
 def _variable_from_dict(entry, where):
     if not isinstance(entry, dict):
         raise InputError(f"{where}: expected a mapping with name and kind")
@@ -273,6 +296,7 @@ def _variable_from_dict(entry, where):
         "missing",
         "embedding_size",
         "carried_when",
+        "bounds",
     }
     check_keys(entry, allowed, where)
     if "name" not in entry or "kind" not in entry:
@@ -303,9 +327,11 @@ def _variable_from_dict(entry, where):
             transform=transform,
             missing=missing,
             carried_when=_carried_from_entry(entry, where),
+            bounds=_bounds_from_entry(entry, transform, where),
         )
-    if "transform" in entry:
-        raise InputError(f"{where}: a {kind} variable takes no 'transform'")
+    for key in ("transform", "bounds"):
+        if key in entry:
+            raise InputError(f"{where}: a {kind} variable takes no '{key}'")
     levels = entry.get("levels")
     if not isinstance(levels, dict) or not levels:
         raise InputError(f"{where}: a {kind} variable needs 'levels' as a mapping code: label")

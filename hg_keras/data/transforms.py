@@ -234,15 +234,34 @@ class CohortTransformer:
 
     # Fitting
 
-    def fit(self, frame):
-        """Fits the transforms on `frame` (training patients only)."""
-        self.fills = fill_values(frame, self.schema)
+    def fit(self, frame, private=False):
+        """Fits the transforms on `frame` (training patients only).
+
+        With `private` (:mod:`hg_keras.privacy`) nothing is read from the
+        data: numeric ranges come from the schema's ``bounds``, a missing
+        value's last-resort fill is the middle of the bounds or the first
+        code, and no compounds, groups or renewal rates are kept; the
+        cohort's one length (a fixed-length design) is the only thing kept.
+        """
         lengths = frame.groupby(self.schema.id, sort=False).size()
+        self._set_compounds([])
+        if private:
+            self.fills = public_fills(self.schema)
+            self.length_counts = {int(lengths.max()): 1}
+            self.integer_time = True
+            self.static_groups = []
+            self.renewal_rates = {}
+            self.numeric_params = {
+                v.name: self._numeric_params(v, None)
+                for v in self.model_schema.variables
+                if v.is_numeric
+            }
+            return self
+        self.fills = fill_values(frame, self.schema)
         self.length_counts = {int(k): int(v) for k, v in lengths.value_counts().items()}
         times = frame[self.schema.time].to_numpy()
         self.integer_time = bool(np.all(np.round(times) == times))
         frame = to_model_frame(frame, self.schema, self.fills)
-        self._set_compounds([])
         if self.joint:
             rates = self._renewal_rates(frame)
             self._set_compounds(find_compounds(frame, self.model_schema, rates))
@@ -261,19 +280,30 @@ class CohortTransformer:
             values = values[~np.isnan(values)]
             if values.size == 0:
                 raise InputError(f"column '{variable.name}': no observed values to fit")
-            lam = None
-            transform = variable.transform
-            if transform == "boxcox":
-                lam = _boxcox_lambda(values + BOXCOX_EPS)
-                values = scipy.special.boxcox(values + BOXCOX_EPS, lam)
-            elif transform == "log":
-                values = np.log1p(values)
-            low, high = float(values.min()), float(values.max())
-            params[variable.name] = {"lambda": lam, "min": low, "range": high - low}
-            if transform == "log":
-                params[variable.name]["log"] = True
+            params[variable.name] = self._numeric_params(variable, values)
         self.numeric_params = params
         return self
+
+    @staticmethod
+    def _numeric_params(variable, values):
+        """Box-Cox lambda (fitted on `values`), log flag and the min-max range:
+        the declared ``bounds`` transformed when there are some, else the
+        transformed training range."""
+        lam = None
+        if variable.transform == "boxcox":
+            lam = _boxcox_lambda(values + BOXCOX_EPS)
+        limits = values if variable.bounds is None else np.asarray(variable.bounds)
+        if lam is not None:
+            limits = scipy.special.boxcox(limits + BOXCOX_EPS, lam)
+        elif variable.transform == "log":
+            limits = np.log1p(limits)
+        low, high = float(np.min(limits)), float(np.max(limits))
+        params = {"lambda": lam, "min": low, "range": high - low}
+        if variable.transform == "log":
+            params["log"] = True
+        if variable.bounds is not None:
+            params["clip"] = True
+        return params
 
     def _renewal_rates(self, frame):
         return {
@@ -336,7 +366,9 @@ class CohortTransformer:
             values = scipy.special.boxcox(values + BOXCOX_EPS, p["lambda"])
         elif p.get("log"):
             values = np.log1p(values)
-        return (values - p["min"]) / (p["range"] or 1.0)
+        scaled = (values - p["min"]) / (p["range"] or 1.0)
+        # Declared bounds are the column's limits: values beyond them are clipped.
+        return np.clip(scaled, 0.0, 1.0) if p.get("clip") else scaled
 
     def unscale(self, name, scaled, xp=np):
         """[0, 1] -> clinical units for one numeric variable; the exact inverse of :meth:`scale`.
@@ -463,6 +495,21 @@ class CohortTransformer:
         ]
         if missing:
             raise ValueError(f"transforms are not fitted for {missing}; call fit() first")
+
+
+def public_fills(schema):
+    """Last-resort fills that read no data: the middle of a numeric's bounds,
+    a discrete column's first code."""
+    fills = {}
+    for variable in schema.variables:
+        if variable.missing != "indicator":
+            continue
+        if variable.is_numeric:
+            low, high = variable.bounds
+            fills[variable.name] = (low + high) / 2
+        else:
+            fills[variable.name] = int(variable.codes[0])
+    return fills
 
 
 def _boxcox_lambda(values):

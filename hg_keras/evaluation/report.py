@@ -338,6 +338,20 @@ seeds {setup.get("classifier_seeds", setup["seed"])}. <b>*</b> marks the best va
     return out_dir / "comparison.html"
 
 
+def _guarantee(record):
+    """The report's first line: the run's differential-privacy guarantee, or that it has none."""
+    if not record:
+        return (
+            "<p><b>No formal privacy guarantee</b>: the run was not trained with "
+            "differential privacy; the privacy figures below are measurements.</p>"
+        )
+    return (
+        f"<p><b>Differential privacy</b>: ({record['epsilon']:.3g}, {record['delta']:.3g})"
+        f" per patient after {record['updates']} generator updates (target epsilon "
+        f"{record['target_epsilon']:g}; {html.escape(record['accountant'])}).</p>"
+    )
+
+
 def _html(metrics, figures):
     floor = metrics.get("floor") or {}
     rows = "".join(
@@ -370,6 +384,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 td.num {{ text-align: right; font-family: monospace; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Synthetic cohort evaluation</h1>
+{_guarantee(metrics.get("guarantee"))}
 <p>{setup["real_patients"]} real training patients, {setup["holdout_patients"]} holdout
 patients and {setup["synthetic_patients"]} synthetic patients, compared over their first
 {setup["months"]} time steps (seed {setup["seed"]}).</p>

@@ -13,6 +13,7 @@ from hg_keras.losses import (
     wasserstein_generator_loss,
 )
 from hg_keras.noise import latent_noise
+from hg_keras.privacy import clip_and_noise, gaussian_noise, per_patient_gradients
 
 
 # Not registered for saving: a run saves its generator, and resumes the
@@ -60,6 +61,11 @@ class WGANGP(keras.Model):
             is set (``carried_when`` in the schema), imposed on the
             generator's output by :class:`hg_keras.layers.CarryForward`
             before the critic and the terms see it, as sampling imposes it.
+        privacy: :class:`hg_keras.privacy.CriticDPSGD` or None: train the
+            critic with DP-SGD on Poisson-sampled batches (each patient's
+            real score, fake and penalty term one clipped gradient, then
+            Gaussian noise), and draw the generator's fakes at the expected
+            batch size so that its update reads nothing real.
 
     Logged per epoch (means over its steps): ``critic_loss``,
     ``gradient_penalty`` (unweighted), ``wasserstein`` (mean D(real) - mean
@@ -76,6 +82,7 @@ class WGANGP(keras.Model):
         latent_distribution="uniform",
         seed=42,
         carried=(),
+        privacy=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -92,6 +99,7 @@ class WGANGP(keras.Model):
         self.latent_distribution = latent_distribution
         self.seed = seed
         self.carry_forward = CarryForward(carried) if carried else None
+        self.privacy = privacy
         self.alignment = []
         self.trackers = _trackers(["critic_loss", "gradient_penalty", "wasserstein"])
         # Both networks are built functional models; without a call() on real
@@ -171,6 +179,8 @@ class WGANGP(keras.Model):
                 seed=seed + [0, streams.ALPHA_STREAM],
             )
         )
+        if self.privacy is not None:
+            return self._private_critic_update(batch, k, fake, alpha)
         with tf.GradientTape() as tape:
             # One critic loop over both batches; rows do not interact.
             # Differentiated once (for the critic's weights): fused.
@@ -191,10 +201,34 @@ class WGANGP(keras.Model):
             "wasserstein": tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores),
         }
 
+    def _private_critic_update(self, batch, k, fake, alpha):
+        """A DP-SGD critic update: per-patient clipped gradients plus Gaussian noise."""
+        variables = self.critic.trainable_variables
+        per_patient, values = per_patient_gradients(
+            self.critic, batch.real, fake, alpha, self.gradient_penalty_weight
+        )
+        privacy = self.privacy
+        noise = gaussian_noise(variables, privacy.noise_multiplier, privacy.key, batch.base + k)
+        gradients, _ = clip_and_noise(
+            per_patient, privacy.clip_norm, noise, float(privacy.expected_batch)
+        )
+        self.critic_optimizer.apply(gradients, variables)
+        # The sample's means, for the owner's logs (not released).
+        means = tf.math.divide_no_nan(
+            tf.reduce_sum(values, axis=0), tf.cast(tf.shape(values)[0], tf.float32)
+        )
+        return {"critic_loss": means[0], "gradient_penalty": means[1], "wasserstein": means[2]}
+
     def _generator_update(self, batch):
         """The generator update: fool the critic, plus the weighted alignment terms."""
         seed = tf.stack([tf.constant(self.seed, tf.int64), batch.base + streams.GENERATOR_STREAM])
-        noise = batch.local(self.noise(batch.size * batch.replicas, batch.steps, seed))
+        size = batch.size * batch.replicas
+        if self.privacy is not None:
+            # As many fakes whatever the Poisson sample's size: nothing here reads it.
+            size = tf.constant(self.privacy.expected_batch, tf.int32)
+        noise = self.noise(size, batch.steps, seed)
+        if self.privacy is None:
+            noise = batch.local(noise)
         with tf.GradientTape() as tape, first_order_only():
             fake = self._generate(batch, noise)
             adversarial = wasserstein_generator_loss(self.critic(fake, training=True))

@@ -171,6 +171,7 @@ V1 = {
         "beta_1": 0.9,
         "beta_2": 0.99,
         "rebalance": False,
+        "privacy": None,
         "seed": 42,
     },
 }

@@ -1,0 +1,298 @@
+"""Private training: DP-SGD on the critic, its accountant, and what a private run ships."""
+
+import json
+import math
+import struct
+import zipfile
+
+import dp_accounting
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import yaml
+
+from hg_keras.config import Config
+from hg_keras.data.schema import Schema
+from hg_keras.data.transforms import CohortTransformer
+from hg_keras.errors import InputError
+from hg_keras.export import export_run
+from hg_keras.losses import gradient_penalty
+from hg_keras.models import Critic
+from hg_keras.privacy import (
+    ORDERS,
+    allowed_steps,
+    calibrate,
+    clip_and_noise,
+    gaussian_noise,
+    per_patient_gradients,
+    spent_epsilon,
+)
+from hg_keras.training import train
+
+PRIVATE_CONFIG = """
+schema:
+  id: pid
+  time: t
+  variables:
+    - {name: Age, kind: numeric, static: true, transform: minmax, bounds: [18, 90]}
+    - {name: Sex, kind: binary, static: true, levels: {0: M, 1: F}}
+    - {name: HR, kind: numeric, transform: log, bounds: [30, 200]}
+    - {name: Drug, kind: binary, levels: {0: "No", 1: "Yes"}}
+model: {latent_dim: 8, patient_latent_dim: 4, hidden_units: 8}
+training:
+  batch_size: 16
+  updates: 10
+  critic_steps: 1
+  holdout: 0
+  privacy: {epsilon: 3}
+"""
+
+
+def private_cohort(path, patients=60, steps=4, seed=0):
+    """A fixed-length cohort inside PRIVATE_CONFIG's bounds, written to `path`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(patients):
+        age, sex, hr = rng.uniform(20, 85), int(rng.random() < 0.5), rng.normal(80, 10)
+        for t in range(steps):
+            rows.append(
+                {
+                    "pid": p,
+                    "t": t,
+                    "Age": age,
+                    "Sex": sex,
+                    "HR": hr + rng.normal(0, 3),
+                    "Drug": int(rng.random() < 0.3),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def private_config(**training):
+    data = yaml.safe_load(PRIVATE_CONFIG)
+    data["training"].update(training)
+    return Config.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    path = tmp_path_factory.mktemp("private") / "cohort.csv"
+    return path, private_cohort(path)
+
+
+@pytest.fixture(scope="module")
+def private_run(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("private") / "run"
+    return train(private_config(), data=str(cohort[0]), out=out, verbose=0)
+
+
+# DP-SGD pieces against independent computations
+
+
+def test_per_patient_gradients_match_single_patient_tapes_and_clip_to_the_norm():
+    keras.utils.set_random_seed(0)
+    features = {
+        "numeric_width": 2,
+        "blocks": [[2, 4, 2]],
+        "static_columns": [],
+        "width": 4,
+    }
+    critic = Critic(features, hidden_units=4, step_scores=True)
+    real = tf.random.uniform([5, 3, 4])
+    fake = tf.random.uniform([5, 3, 4])
+    alpha = tf.random.uniform([5, 1, 1])
+    per_patient, _ = per_patient_gradients(critic, real, fake, alpha, 10.0)
+    loop = []
+    for i in range(5):
+        with tf.GradientTape() as tape:
+            loss = (
+                critic(fake[i : i + 1])[0, 0]
+                - critic(real[i : i + 1])[0, 0]
+                + 10.0
+                * gradient_penalty(critic, real[i : i + 1], fake[i : i + 1], alpha[i : i + 1])
+            )
+        loop.append([g.numpy() for g in tape.gradient(loss, critic.trainable_variables)])
+    for k in range(len(loop[0])):
+        np.testing.assert_allclose(
+            per_patient[k].numpy(), np.stack([g[k] for g in loop]), rtol=1e-4, atol=1e-6
+        )
+
+    clip = 0.5
+    norms = np.array([math.sqrt(sum(float(np.sum(g**2)) for g in grads)) for grads in loop])
+    assert (norms > clip).any(), "the test needs a patient above the clipping norm"
+    zeros = [tf.zeros(v.shape) for v in critic.trainable_variables]
+    private, got_norms = clip_and_noise(per_patient, clip, zeros, 1.0)
+    np.testing.assert_allclose(got_norms.numpy(), norms, rtol=1e-4)
+    clipped = [[g * min(1.0, clip / n) for g in grads] for grads, n in zip(loop, norms)]
+    for grads in clipped:
+        assert math.sqrt(sum(float(np.sum(g**2)) for g in grads)) <= clip * (1 + 1e-5)
+    for k in range(len(loop[0])):
+        np.testing.assert_allclose(
+            private[k].numpy(), sum(g[k] for g in clipped), rtol=1e-4, atol=1e-6
+        )
+
+
+def test_noise_has_the_configured_scale():
+    variables = [tf.zeros([200, 50]), tf.zeros([100])]
+    multiplier, clip, batch = 1.7, 0.8, 32.0
+    noise = gaussian_noise(variables, multiplier, key=12345, step=7)
+    zeros = [tf.zeros([0, *v.shape]) for v in variables]
+    private, _ = clip_and_noise(zeros, clip, noise, batch)
+    draws = np.concatenate([g.numpy().ravel() for g in private])
+    assert abs(draws.std() / (multiplier * clip / batch) - 1) < 0.03
+    assert abs(draws.mean()) < 0.05 * multiplier * clip / batch
+    other = gaussian_noise(variables, multiplier, key=12345, step=8)
+    assert not np.allclose(other[0].numpy(), noise[0].numpy())
+
+
+@pytest.mark.parametrize("critic_steps", [1, 3])
+def test_accountant_equals_dp_accounting_directly(critic_steps):
+    rate, sigma, steps, delta = 0.05, 1.3, 400, 1e-5
+    accountant = dp_accounting.rdp.RdpAccountant(ORDERS)
+    gaussian = dp_accounting.GaussianDpEvent(sigma / math.sqrt(critic_steps))
+    accountant.compose(dp_accounting.PoissonSampledDpEvent(rate, gaussian), steps)
+    expected = accountant.get_epsilon(delta)
+    assert spent_epsilon(sigma, rate, steps, critic_steps, delta) == pytest.approx(expected)
+
+    noise = calibrate(2.0, delta, rate, steps, critic_steps)
+    assert spent_epsilon(noise, rate, steps, critic_steps, delta) <= 2.0
+    assert spent_epsilon(noise * 0.98, rate, steps, critic_steps, delta) > 2.0
+    limit = allowed_steps(noise, rate, critic_steps, 2.0, delta, steps)
+    assert limit >= steps
+    assert spent_epsilon(noise, rate, limit + 1, critic_steps, delta) > 2.0
+
+
+# Runs
+
+
+def test_private_run_records_its_guarantee_and_stops_at_the_budget(private_run, cohort):
+    info = json.loads((private_run / "run.json").read_text())["privacy"]
+    assert info["epsilon"] <= 3.0
+    assert info["epsilon"] > 2.5  # the calibration spends what it may
+    assert info["delta"] == pytest.approx(1 / 60**1.1)
+    assert info["updates"] == 12  # 10 updates round up to whole epochs of 4 batches
+    assert info["budget_spent"]
+    assert info["epsilon"] == pytest.approx(
+        spent_epsilon(info["noise_multiplier"], 16 / 60, 12, 1, info["delta"])
+    )
+    # Asked for more, the run stops where the budget ends.
+    train(resume=True, out=private_run, data=str(cohort[0]), updates=40, verbose=0)
+    again = json.loads((private_run / "run.json").read_text())["privacy"]
+    assert again["updates"] == 12
+    assert again["epsilon"] == pytest.approx(info["epsilon"])
+
+
+def test_a_resumed_private_run_spends_what_an_uninterrupted_one_does(private_run, cohort, tmp_path):
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    split = train(
+        private_config(),
+        data=str(cohort[0]),
+        out=tmp_path / "split",
+        verbose=0,
+        callbacks=[StopAfterFirstEpoch()],
+    )
+    half = json.loads((split / "run.json").read_text())["privacy"]
+    train(resume=True, out=split, data=str(cohort[0]), verbose=0)
+    done = json.loads((split / "run.json").read_text())["privacy"]
+    whole = json.loads((private_run / "run.json").read_text())["privacy"]
+    assert half["updates"] == 3 and half["epsilon"] < whole["epsilon"]
+    assert done["updates"] == whole["updates"] == 12
+    assert done["epsilon"] == pytest.approx(whole["epsilon"])
+
+
+def _number_bytes(values):
+    """How a statistic could sit in a file: text and float32/float64 bytes."""
+    found = []
+    for value in values:
+        found += [repr(float(value)).encode(), struct.pack("<f", value), struct.pack("<d", value)]
+    return found
+
+
+def _shipped_bytes(run):
+    """Every byte a private run exports: config, transforms, the Keras generator
+    (its zip's members) and every file of the SavedModel."""
+    blobs = [(run / "config.yaml").read_bytes(), (run / "transforms.json").read_bytes()]
+    with zipfile.ZipFile(run / "generator.keras") as archive:
+        blobs += [archive.read(name) for name in archive.namelist()]
+    blobs += [p.read_bytes() for p in (run / "serving").rglob("*") if p.is_file()]
+    return blobs
+
+
+def test_a_private_export_ships_no_statistic_of_the_data(private_run, cohort):
+    frame = cohort[1]
+    export_run(private_run)
+    statistics = []
+    for name in ("Age", "HR"):
+        values = frame[name].to_numpy()
+        statistics += [values.min(), values.max(), np.median(values)]
+        statistics += [np.log1p(values.min()), np.log1p(values.max())]
+    statistics.append(frame.groupby("pid").Sex.first().mean())
+    needles = _number_bytes(statistics)
+    shipped = _shipped_bytes(private_run)
+    leaks = [n for n in needles for blob in shipped if n in blob]
+    assert not leaks
+    # The same search finds the range that a schema without bounds fits and ships.
+    schema = Schema.from_dict(
+        {
+            "id": "pid",
+            "time": "t",
+            "variables": [{"name": "HR", "kind": "numeric", "transform": "minmax"}],
+        }
+    )
+    fitted = json.dumps(CohortTransformer(schema).fit(frame).to_dict()).encode()
+    assert any(n in fitted for n in _number_bytes([frame.HR.min(), frame.HR.max()]))
+
+
+def test_private_training_refuses_what_would_read_the_data(tmp_path):
+    data = yaml.safe_load(PRIVATE_CONFIG)
+    data["schema"]["variables"][2].pop("bounds")
+    with pytest.raises(InputError, match="'HR': private training needs public bounds"):
+        Config.from_dict(data)
+    data = yaml.safe_load(PRIVATE_CONFIG)
+    data["schema"]["variables"][2]["transform"] = "boxcox"
+    with pytest.raises(InputError, match="Box-Cox lambda"):
+        Config.from_dict(data)
+    data = yaml.safe_load(PRIVATE_CONFIG)
+    data["schema"]["lengths"] = "variable"
+    with pytest.raises(InputError, match="lengths: fixed"):
+        Config.from_dict(data)
+    with pytest.raises(InputError, match="privacy.epsilon must be a positive number"):
+        private_config(privacy={"epsilon": 0})
+    with pytest.raises(InputError, match="privacy has no field 'epsilom'"):
+        private_config(privacy={"epsilom": 1})
+    config = private_config()
+    assert config.training.alignment == {} and not config.model.conditional
+    assert config.training.validation == 0
+
+
+def test_declared_bounds_set_the_scale_and_clip():
+    schema = Schema.from_dict(
+        {
+            "id": "pid",
+            "time": "t",
+            "variables": [
+                {"name": "HR", "kind": "numeric", "transform": "log", "bounds": [30, 200]}
+            ],
+        }
+    )
+    frame = pd.DataFrame({"pid": [0, 0, 1, 1], "t": [0, 1, 0, 1], "HR": [60.0, 70, 80, 90]})
+    transformer = CohortTransformer(schema).fit(frame)
+    scaled = transformer.scale("HR", np.array([30.0, 200.0, 10.0, 500.0, 80.0]))
+    expected = (np.log1p(80.0) - np.log1p(30.0)) / (np.log1p(200.0) - np.log1p(30.0))
+    np.testing.assert_allclose(scaled, [0.0, 1.0, 0.0, 1.0, expected])
+    np.testing.assert_allclose(transformer.unscale("HR", scaled[-1:]), [80.0])
+    with pytest.raises(InputError, match=r"'HR'\): bounds must be \[low, high\]"):
+        Schema.from_dict(
+            {
+                "id": "pid",
+                "time": "t",
+                "variables": [{"name": "HR", "kind": "numeric", "bounds": [5, 5]}],
+            }
+        )

@@ -478,7 +478,8 @@ def bench(out, quick, pairs, model_dir, strategy, cpu_replicas):
 
     The references (timed in alternation with ours, median of the pair
     ratios): keras.layers.LSTM, our model without its fused forward kernel,
-    and the seed's design transcribed to eager TensorFlow.
+    the seed's design transcribed to eager TensorFlow, and (for what
+    differential privacy costs) the step with DP-SGD critic updates.
     """
     from hg_keras.distribute import make_strategy
 

@@ -48,6 +48,7 @@ from hg_keras.export import export_run
 from hg_keras.files import atomic_write
 from hg_keras.layers.gate_lstm import first_order_only, fused_kernel, loop_only
 from hg_keras.models import Generator
+from hg_keras.privacy import CriticDPSGD
 from hg_keras.run_folder import RunFolder
 from hg_keras.sampling import CHUNK_PATIENTS
 from hg_keras.seed_design import SeedDesignStep
@@ -125,15 +126,16 @@ def sampler_flops(config, layout, patients, steps):
 KERNELS = {None: contextlib.nullcontext, "fused": fused_kernel, "loop": loop_only}
 
 
-def _step_function(config, transformer, encoded, recurrent="gate", kernel=None):
+def _step_function(config, transformer, encoded, recurrent="gate", kernel=None, privacy=None):
     """A traced ``WGANGP.train_step`` (any length) with fresh weights from seed 0.
 
     Args:
         kernel: None (the device's default), ``fused`` or ``loop``: GateLSTM's
             path for the calls that need no second derivative.
+        privacy: :class:`hg_keras.privacy.CriticDPSGD`: DP-SGD critic updates.
     """
     keras.utils.set_random_seed(0)
-    wgan = build_wgan(config, transformer, encoded, recurrent=recurrent)
+    wgan = build_wgan(config, transformer, encoded, recurrent=recurrent, privacy=privacy)
     spec = tf.TensorSpec((encoded.shape[0], None, encoded.shape[2]), tf.float32)
     step = tf.function(wgan.train_step, input_signature=[spec])
     with KERNELS[kernel]():
@@ -357,6 +359,12 @@ def _paired_step_figures(figures, step, seed_design, config, transformer, encode
     loop = _step_function(config, transformer, encoded, kernel="loop")
     result = paired(lambda: fused(real), lambda: loop(real), pairs)
     _record(figures, f"train_loop_vs_fused_kernel_l{longest}", result)
+    # What differential privacy costs: the step with DP-SGD critic updates
+    # (per-patient gradients, clipping, noise) against the plain step.
+    dpsgd = CriticDPSGD(clip_norm=1.0, noise_multiplier=1.0, expected_batch=len(real), key=0)
+    private = _step_function(config, transformer, encoded, privacy=dpsgd)
+    result = paired(lambda: private(real), lambda: step(real), pairs)
+    _record(figures, f"train_private_vs_plain_l{longest}", result)
 
 
 def _distributed_figures(figures, strategy, stats, longest):

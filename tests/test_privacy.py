@@ -296,3 +296,29 @@ def test_declared_bounds_set_the_scale_and_clip():
                 "variables": [{"name": "HR", "kind": "numeric", "bounds": [5, 5]}],
             }
         )
+
+
+def test_synthesizer_and_cli_take_a_privacy_target(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import cli
+    from hg_keras import Synthesizer
+
+    path = tmp_path / "private.yaml"
+    data = yaml.safe_load(PRIVATE_CONFIG)
+    data["training"].pop("privacy")
+    path.write_text(yaml.safe_dump(data))
+    synth = Synthesizer(str(path), privacy={"epsilon": 2, "clip_norm": 0.5})
+    privacy = synth.config.training.privacy
+    assert (privacy.epsilon, privacy.clip_norm) == (2.0, 0.5)
+    assert synth.config.training.alignment == {}
+    cohort = tmp_path / "cohort.csv"
+    private_cohort(cohort, patients=32, steps=2)
+    args = ["train", "--config", str(path), "--data", str(cohort), "--no-evaluation"]
+    result = CliRunner().invoke(cli, [*args, "--epsilon", "5", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "-differentially private per patient after" in result.output
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["privacy"]
+    assert info["target_epsilon"] == 5.0 and info["epsilon"] <= 5.0
+    refused = CliRunner().invoke(cli, [*args, "--epsilon", "0", "--out", str(tmp_path / "r2")])
+    assert refused.exit_code != 0 and "--epsilon" in refused.output

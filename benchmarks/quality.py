@@ -6,6 +6,7 @@ Usage:
         [--out QUALITY.md] [--work runs/quality]
     python benchmarks/quality.py --cohorts quinidine arthritis [--updates 768]
         [--seeds 0 1] [--out QUALITY-real.md]
+    python benchmarks/quality.py --cohorts embedded arthritis --epsilons inf 10 3 1
 
 Each config is trained on the first `--patients` patients of the embedded
 cohort for the same wall-clock budget and each seed (configs alternate
@@ -169,11 +170,21 @@ def real_config(name, schema_path):
     return Config.from_dict(data, where=f"{name} on {Path(schema_path).name}")
 
 
-def run_real(cohort, name, seed, updates, work, max_epochs):
-    """Trains config `name` on a real cohort as `train` does; metrics with floors."""
-    from real_cohorts import write
+def run_real(cohort, name, seed, updates, work, max_epochs, epsilon=None):
+    """Trains config `name` on a real cohort as `train` does; metrics with floors.
 
-    data, schema = write(cohort, Path(work) / "cohorts")
+    With `epsilon` the default trains on the cohort's schema with public bounds
+    (``cohorts/<cohort>-private.yaml``; ``embedded``: the embedded cohort's), privately
+    unless `epsilon` is infinite.
+    """
+    from real_cohorts import SCHEMAS, write
+
+    if cohort == "embedded":
+        data, schema = None, SCHEMAS / "art4hiv-private.yaml"
+    else:
+        data, schema = write(cohort, Path(work) / "cohorts")
+    if epsilon is not None:
+        schema = schema.with_name(f"{cohort}-private.yaml") if data is not None else schema
     out = Path(work) / f"{cohort}-{Path(name).stem}-seed{seed}"
     done = out / "quality.json"
     if done.exists():  # an interrupted benchmark keeps the runs it finished
@@ -182,9 +193,11 @@ def run_real(cohort, name, seed, updates, work, max_epochs):
         import shutil
 
         shutil.rmtree(out)
-    config = real_config(name, schema)
+    config = real_config("quick" if epsilon is not None else name, schema)
+    privacy = {"epsilon": epsilon} if epsilon not in (None, float("inf")) else None
     started = time.perf_counter()
-    synth = Synthesizer(config, seed=seed, updates=updates).fit(data, out=out, verbose=0)
+    synth = Synthesizer(config, seed=seed, updates=updates, privacy=privacy)
+    synth.fit(data, out=out, verbose=0)
     wall = time.perf_counter() - started
     metrics = synth.evaluate(repeats=3, max_epochs=max_epochs)
     print(
@@ -202,6 +215,7 @@ def run_real(cohort, name, seed, updates, work, max_epochs):
         "seed": seed,
         "train_wall_seconds": wall,
         "metrics": metrics,
+        "guarantee": synth.folder.read_info().get("privacy"),
     }
     done.write_text(json.dumps(result))
     return result
@@ -234,19 +248,31 @@ def real_table(results, names):
         np.median([r["train_wall_seconds"] for r in results if r["config"] == n]) for n in names
     ]
     rows.append("| training wall (s) | " + " | ".join(f"{w:.0f}" for w in walls) + " | |")
+    spent = []
+    for n in names:
+        records = [r.get("guarantee") for r in results if r["config"] == n]
+        spent.append(
+            ", ".join(f"{g['epsilon']:.2f} (delta {g['delta']:.1e})" for g in records if g) or "–"
+        )
+    if any(cell != "–" for cell in spent):
+        rows.append("| spent epsilon | " + " | ".join(spent) + " | |")
     return "\n".join(rows)
 
 
 def main_real(args, command, machine):
+    if args.epsilons:
+        runs = {f"epsilon {e:g}": e for e in args.epsilons}
+    else:
+        runs = {Path(n).stem: None for n in args.configs}
     results = [
-        run_real(cohort, name, seed, args.updates, args.work, args.max_epochs)
+        run_real(cohort, name, seed, args.updates, args.work, args.max_epochs, epsilon)
         for cohort in args.cohorts
         for seed in args.seeds
-        for name in args.configs
+        for name, epsilon in runs.items()
     ]
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    names = [Path(n).stem for n in args.configs]
+    names = list(runs)
     sections = [
         "# Quality on real cohorts",
         "",
@@ -364,6 +390,13 @@ def main(argv=None):
     )
     parser.add_argument(
         "--updates", type=int, default=768, help="generator updates per run on a real cohort"
+    )
+    parser.add_argument(
+        "--epsilons",
+        type=float,
+        nargs="+",
+        help="with --cohorts (which may name 'embedded'): the default at each privacy target "
+        "(inf: without privacy) on the cohort's schema with public bounds",
     )
     args = parser.parse_args(argv)
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -180,56 +180,43 @@ def train(
     config = config.replace_training(epochs=epochs, updates=updates, minutes=minutes)
     keras.utils.set_random_seed(config.training.seed)
 
-    frame, holdout, validation = load_training_cohort(
-        config, data, with_holdout=True, with_validation=True
+    config, transformer, encoded, holdout, validation = _prepare(
+        folder, config, data, resume, strategy
     )
-    if resume:
-        transformer = folder.read_transformer()
-    else:
-        config, transformer = _fit_encoding(config, frame, holdout)
-    encoded = _encode(transformer, frame)
-    config = _fit_batch_size(config, encoded.shape[0], strategy.num_replicas_in_sync)
-    if config.training.curriculum is None:
-        config = config.replace_training(curriculum=default_curriculum(encoded.shape[1]))
-    # Refuse a cohort the curriculum cannot use before anything is written.
-    check_curriculum(encoded, config.training.curriculum, config.training.batch_size)
-    epochs = planned_epochs(config.training, encoded.shape[0])
-    config = _calibrated(config, encoded.shape[0], epochs, strategy)
+    patients = encoded.shape[0]
+    epochs = planned_epochs(config.training, patients)
+    config = _calibrated(config, patients, epochs, strategy)
     start_epoch = completed_epochs(folder.checkpoint_dir)
     if chief:
         if not resume:
             ids = [] if holdout is None else holdout[config.schema.id].unique()
             folder.write_setup(config, transformer, ids)
-        folder.write_info(data, encoded.shape[0], start_epoch)
+        folder.write_info(data, patients, start_epoch)
 
     private = None
     if config.training.privacy is not None:
-        private = _private_plan(folder, config, encoded.shape[0], resume)
-        per_epoch = steps_per_epoch(
-            encoded.shape[0], config.training.curriculum, config.training.batch_size
-        )
-        if start_epoch * per_epoch >= private["limit"]:
+        private = _private_plan(folder, config, patients, resume)
+        training = config.training
+        if (
+            start_epoch * steps_per_epoch(patients, training.curriculum, training.batch_size)
+            >= (private["limit"])
+        ):
             log.info("the privacy budget is spent; nothing left to train")
             return folder.path
-        callbacks = [*callbacks, PrivacyBudget(private["limit"])]
     with strategy.scope():
         wgan = build_wgan(config, transformer, encoded, privacy=private and private["dpsgd"])
     dataset = _training_dataset(config, transformer, encoded, start_epoch, epochs)
     _log_plan(folder, config, encoded, start_epoch, epochs, strategy)
-    if config.training.minutes is not None:
-        callbacks = [*callbacks, TimeBudget(config.training.minutes * 60, at_epoch_end=True)]
-    if validation is not None:
-        # Last, so that it sees the stop a time budget sets at the epoch's end.
-        callbacks = [
-            *callbacks,
-            _snapshot_choice(folder, config, transformer, validation, encoded, epochs, chief),
-        ]
+    callbacks = [
+        *callbacks,
+        *_run_callbacks(folder, config, transformer, validation, encoded, epochs, chief, private),
+    ]
     _fit(
         wgan,
         dataset,
         folder,
         config,
-        encoded.shape[0],
+        patients,
         (start_epoch, epochs),
         chief,
         resume,
@@ -240,7 +227,7 @@ def train(
     if chief:
         folder.write_generator(wgan.generator)
         if private is not None:
-            _write_guarantee(folder, config, private, encoded.shape[0], wgan)
+            _write_guarantee(folder, config, private, wgan)
         folder.link_latest()
     return folder.path
 
@@ -302,7 +289,7 @@ def _private_plan(folder, config, patients, resume):
     return {"dpsgd": dpsgd, "rate": rate, "limit": limit}
 
 
-def _write_guarantee(folder, config, private, patients, wgan):
+def _write_guarantee(folder, config, private, wgan):
     """Writes the spent (epsilon, delta) to run.json and logs it."""
     training = config.training
     privacy = training.privacy
@@ -334,6 +321,40 @@ def _write_guarantee(folder, config, private, patients, wgan):
         updates,
         privacy.epsilon,
     )
+
+
+def _prepare(folder, config, data, resume, strategy):
+    """(config, transformer, encoded training cohort, holdout, validation) of a run,
+    with its batch size and curriculum fitted to the cohort."""
+    frame, holdout, validation = load_training_cohort(
+        config, data, with_holdout=True, with_validation=True
+    )
+    if resume:
+        transformer = folder.read_transformer()
+    else:
+        config, transformer = _fit_encoding(config, frame, holdout)
+    encoded = _encode(transformer, frame)
+    config = _fit_batch_size(config, encoded.shape[0], strategy.num_replicas_in_sync)
+    if config.training.curriculum is None:
+        config = config.replace_training(curriculum=default_curriculum(encoded.shape[1]))
+    # Refuse a cohort the curriculum cannot use before anything is written.
+    check_curriculum(encoded, config.training.curriculum, config.training.batch_size)
+    return config, transformer, encoded, holdout, validation
+
+
+def _run_callbacks(folder, config, transformer, validation, encoded, epochs, chief, private):
+    """The run's own callbacks beyond checkpoints and logs: the privacy budget, the
+    clock and the snapshot choice (last, so that it sees a stop set at the epoch's end)."""
+    callbacks = []
+    if private is not None:
+        callbacks.append(PrivacyBudget(private["limit"]))
+    if config.training.minutes is not None:
+        callbacks.append(TimeBudget(config.training.minutes * 60, at_epoch_end=True))
+    if validation is not None:
+        callbacks.append(
+            _snapshot_choice(folder, config, transformer, validation, encoded, epochs, chief)
+        )
+    return callbacks
 
 
 def _fit_encoding(config, frame, holdout):

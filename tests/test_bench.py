@@ -46,7 +46,7 @@ def test_bench_writes_every_key_and_times_a_strategy(tmp_path, tiny_config_path)
         "train_trace_s",
         "paired_train_keras_lstm_l6_ratio",
         "paired_train_loop_vs_fused_kernel_l6_ratio",
-        "paired_train_private_vs_plain_l6_ratio",
+        "paired_train_private_vs_plain_b8_l6_ratio",
         "paired_generate_loop_vs_fused_kernel_n16_ratio",
         "paired_train_seed_design_l6_ratio",
         "paired_generate_seed_design_n16_ratio",

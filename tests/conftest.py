@@ -21,6 +21,33 @@ training:
 """
 
 
+# The default config's model (conditional, joint discrete draws, alignment terms,
+# carry-forward detection) at toy sizes.
+TINY_DEFAULT_CONFIG = """\
+extends: {base}
+model:
+  latent_dim: 4
+  patient_latent_dim: 2
+  hidden_units: 8
+training:
+  patients: 16
+  batch_size: 8
+  epochs: 1
+  curriculum: [3, 6]
+  critic_steps: 1
+"""
+
+
+@pytest.fixture
+def tiny_default_config_path(tmp_path):
+    """The default model at toy sizes, for the paths every user takes."""
+    from hg_keras.config import builtin_config_path
+
+    path = tmp_path / "tiny-default.yaml"
+    path.write_text(TINY_DEFAULT_CONFIG.format(base=builtin_config_path("quick")))
+    return path
+
+
 @pytest.fixture(scope="session")
 def art_config():
     return load_config("art4hiv")

@@ -45,6 +45,8 @@ def _train(*args, env=None):
 
 
 def test_mirrored_on_two_cpus_trains_as_one_device(tmp_path, tiny_config_path):
+    # v1's model: its one alignment term is all-reduced; the default's other terms
+    # follow each replica's slice, so N replicas are not one device for them.
     out = tmp_path / "result.json"
     code, output = _finish(
         _python([Path(__file__).with_name("equivalence.py"), tiny_config_path, out])
@@ -62,10 +64,10 @@ def test_mirrored_on_two_cpus_trains_as_one_device(tmp_path, tiny_config_path):
     assert result["max_weight_difference"] < 1e-5 * result["max_weight"]
 
 
-def test_cli_mirrored_run_resumes_on_one_device(tmp_path, tiny_config_path):
+def test_cli_mirrored_run_resumes_on_one_device(tmp_path, tiny_default_config_path):
     out = tmp_path / "run"
     code, output = _train(
-        "--config", tiny_config_path, "--strategy", "mirrored", "--cpu-replicas", 2,
+        "--config", tiny_default_config_path, "--strategy", "mirrored", "--cpu-replicas", 2,
         "--epochs", 1, "--patients", 16, "--out", out,
     )  # fmt: skip
     assert code == 0, output
@@ -101,13 +103,15 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_on_loopback_train_and_the_chief_writes_once(tmp_path, tiny_config_path):
+def test_two_workers_on_loopback_train_and_the_chief_writes_once(
+    tmp_path, tiny_default_config_path
+):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     out = tmp_path / "run"
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        args = ["cli.py", "train", "--no-evaluation", "--config", tiny_config_path]
+        args = ["cli.py", "train", "--no-evaluation", "--config", tiny_default_config_path]
         args += ["--strategy", "multiworker", "--out", out]
         processes.append(_python(args, env={"TF_CONFIG": json.dumps(tf_config)}))
     (chief_code, chief), (worker_code, worker) = [_finish(p) for p in processes]

@@ -51,11 +51,13 @@ training:
 
 
 def private_cohort(path, patients=60, steps=4, seed=0):
-    """A fixed-length cohort inside PRIVATE_CONFIG's bounds, written to `path`."""
+    """A fixed-length cohort inside PRIVATE_CONFIG's bounds, written to `path`: each
+    patient has an age, a sex, a heart-rate level and a drug they mostly stay on."""
     rng = np.random.default_rng(seed)
     rows = []
     for p in range(patients):
         age, sex, hr = rng.uniform(20, 85), int(rng.random() < 0.5), rng.normal(80, 10)
+        drug = rng.random() < 0.3
         for t in range(steps):
             rows.append(
                 {
@@ -64,7 +66,7 @@ def private_cohort(path, patients=60, steps=4, seed=0):
                     "Age": age,
                     "Sex": sex,
                     "HR": hr + rng.normal(0, 3),
-                    "Drug": int(rng.random() < 0.3),
+                    "Drug": int(drug != (rng.random() < 0.1)),
                 }
             )
     frame = pd.DataFrame(rows)

@@ -303,21 +303,11 @@ class PrivacyBudget(keras.callbacks.Callback):
     def __init__(self, limit):
         super().__init__()
         self.limit = int(limit)
-        self.spent = False
-
-    def _updates(self):
-        return int(self.model.generator_optimizer.iterations.numpy())
-
-    def on_train_begin(self, logs=None):
-        self._check()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._check()
-
-    def _check(self):
-        if self._updates() >= self.limit and not self.model.stop_training:
-            log.info("privacy budget spent at update %d; training stops", self._updates())
-            self.spent = True
+        updates = int(self.model.generator_optimizer.iterations.numpy())
+        if updates >= self.limit and not self.model.stop_training:
+            log.info("privacy budget spent at update %d; training stops", updates)
             self.model.stop_training = True
 
 

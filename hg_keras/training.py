@@ -185,7 +185,8 @@ def train(
     )
     patients = encoded.shape[0]
     epochs = planned_epochs(config.training, patients)
-    config = _calibrated(config, patients, epochs, strategy)
+    per_epoch = steps_per_epoch(patients, config.training.curriculum, config.training.batch_size)
+    config = _calibrated(config, patients, epochs * per_epoch, strategy)
     start_epoch = completed_epochs(folder.checkpoint_dir)
     if chief:
         if not resume:
@@ -195,12 +196,8 @@ def train(
 
     private = None
     if config.training.privacy is not None:
-        private = _private_plan(folder, config, patients, resume)
-        training = config.training
-        if (
-            start_epoch * steps_per_epoch(patients, training.curriculum, training.batch_size)
-            >= (private["limit"])
-        ):
+        private = _private_plan(folder, config, patients, epochs * per_epoch, resume)
+        if start_epoch * per_epoch >= private["limit"]:
             log.info("the privacy budget is spent; nothing left to train")
             return folder.path
     with strategy.scope():
@@ -232,9 +229,9 @@ def train(
     return folder.path
 
 
-def _calibrated(config, patients, epochs, strategy):
+def _calibrated(config, patients, planned, strategy):
     """A private config with its delta and the noise multiplier that keeps the
-    planned updates within its epsilon (kept as it is once set)."""
+    `planned` updates within its epsilon (kept as it is once set)."""
     training = config.training
     privacy = training.privacy
     if privacy is None:
@@ -248,7 +245,6 @@ def _calibrated(config, patients, epochs, strategy):
         )
     if privacy.noise_multiplier is not None:
         return config
-    planned = epochs * steps_per_epoch(patients, training.curriculum, training.batch_size)
     delta = privacy.resolved_delta(patients)
     sigma = calibrate(
         privacy.epsilon, delta, training.batch_size / patients, planned, training.critic_steps
@@ -264,7 +260,7 @@ def _calibrated(config, patients, epochs, strategy):
     return config.replace_training(privacy=privacy)
 
 
-def _private_plan(folder, config, patients, resume):
+def _private_plan(folder, config, patients, planned, resume):
     """The DP-SGD settings of a private run and the most updates its budget allows."""
     training = config.training
     privacy = training.privacy
@@ -274,9 +270,6 @@ def _private_plan(folder, config, patients, resume):
         noise_multiplier=privacy.noise_multiplier,
         expected_batch=training.batch_size,
         key=folder.privacy_key(create=not resume),
-    )
-    planned = planned_epochs(training, patients) * steps_per_epoch(
-        patients, training.curriculum, training.batch_size
     )
     limit = allowed_steps(
         privacy.noise_multiplier,

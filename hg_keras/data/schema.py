@@ -312,23 +312,31 @@ def _variable_from_dict(entry, where):
     static = entry.get("static", False)
     if not isinstance(static, bool):
         raise InputError(f"{where}: static must be true or false, got '{static}'")
+    common = dict(
+        name=name,
+        kind=kind,
+        static=static,
+        missing=missing,
+        carried_when=_carried_from_entry(entry, where),
+    )
     if kind == "numeric":
-        if "levels" in entry:
-            raise InputError(f"{where}: a numeric variable takes no 'levels'")
-        transform = entry.get("transform", "boxcox")
-        if transform not in TRANSFORMS:
-            raise InputError(
-                f"{where}: transform '{transform}' is not one of {', '.join(TRANSFORMS)}"
-            )
-        return Variable(
-            name=name,
-            kind=kind,
-            static=static,
-            transform=transform,
-            missing=missing,
-            carried_when=_carried_from_entry(entry, where),
-            bounds=_bounds_from_entry(entry, transform, where),
-        )
+        return _numeric_from_dict(entry, common, where)
+    return _discrete_from_dict(entry, common, where)
+
+
+def _numeric_from_dict(entry, common, where):
+    if "levels" in entry:
+        raise InputError(f"{where}: a numeric variable takes no 'levels'")
+    transform = entry.get("transform", "boxcox")
+    if transform not in TRANSFORMS:
+        raise InputError(f"{where}: transform '{transform}' is not one of {', '.join(TRANSFORMS)}")
+    return Variable(
+        **common, transform=transform, bounds=_bounds_from_entry(entry, transform, where)
+    )
+
+
+def _discrete_from_dict(entry, common, where):
+    kind = common["kind"]
     for key in ("transform", "bounds"):
         if key in entry:
             raise InputError(f"{where}: a {kind} variable takes no '{key}'")
@@ -353,13 +361,9 @@ def _variable_from_dict(entry, where):
             f"{where}: embedding_size must be a positive integer, got {embedding_size}"
         )
     return Variable(
-        name=name,
-        kind=kind,
+        **common,
         levels=tuple((int(code), str(label)) for code, label in levels.items()),
-        static=static,
-        missing=missing,
         embedding_size=embedding_size,
-        carried_when=_carried_from_entry(entry, where),
     )
 
 

@@ -98,21 +98,7 @@ def simulate_art4hiv(patients=8916, months=60, seed=0):
 
 
 def _simulate_chunk(rng, n, months, first_id):
-
-    female = rng.random(n) < FEMALE_SHARE
-    ethnic = (
-        np.where(
-            female,
-            rng.choice(4, size=n, p=ETHNIC_GIVEN_FEMALE),
-            rng.choice(4, size=n, p=ETHNIC_GIVEN_MALE),
-        )
-        + 1
-    )
-    adherence = rng.beta(6.0, 1.5, size=n)
-    set_point = rng.normal(4.5, 0.5, size=n)
-    lymphocytes = rng.lognormal(np.log(1800.0), 0.3, size=n)
-    weights = REGIMENS[:, 5] / REGIMENS[:, 5].sum()
-
+    female, ethnic, adherence, set_point, lymphocytes, weights = _demographics(rng, n)
     regimen = rng.choice(len(REGIMENS), size=n, p=weights)
     effective = rng.random(n) < 0.35 + 0.6 * adherence
     naive = rng.random(n) < 0.3
@@ -161,6 +147,30 @@ def _simulate_chunk(rng, n, months, first_id):
         records[month, :, 2] = rel
         flags[month] = np.stack([vl_missing, cd4_missing, drug_missing], axis=1)
 
+    return _frame(records, regimens, flags, female, ethnic, first_id)
+
+
+def _demographics(rng, n):
+    """Per patient: sex, ethnicity, adherence, viral set point, lymphocytes; regimen weights."""
+    female = rng.random(n) < FEMALE_SHARE
+    ethnic = (
+        np.where(
+            female,
+            rng.choice(4, size=n, p=ETHNIC_GIVEN_FEMALE),
+            rng.choice(4, size=n, p=ETHNIC_GIVEN_MALE),
+        )
+        + 1
+    )
+    adherence = rng.beta(6.0, 1.5, size=n)
+    set_point = rng.normal(4.5, 0.5, size=n)
+    lymphocytes = rng.lognormal(np.log(1800.0), 0.3, size=n)
+    weights = REGIMENS[:, 5] / REGIMENS[:, 5].sum()
+    return female, ethnic, adherence, set_point, lymphocytes, weights
+
+
+def _frame(records, regimens, flags, female, ethnic, first_id):
+    """The long frame of one chunk's `(months, n, ...)` arrays, a row per patient-month."""
+    months, n = regimens.shape
     codes = REGIMENS[regimens][..., :5].astype(np.int64)  # (months, n, 5)
     frame = {
         "VL": records[..., 0].T.ravel(),

@@ -226,17 +226,63 @@ def _fidelity(ref, ref_frames, layout, schema, steps, seed):
     """Fidelity metrics of `ref["synthetic"]` against `ref["real"]`, and the report's arrays."""
     numeric = [b.start for b in layout.numeric_blocks]
     names_numeric = [b.name for b in layout.numeric_blocks]
-    static_discrete = [v.name for v in schema.variables if v.static and not v.is_numeric]
-    dynamic_discrete = [v.name for v in schema.variables if not v.static and not v.is_numeric]
-    marg = fidelity.marginals(ref["real"], ref["synthetic"], layout)
-    pearson = {k: fidelity.pearson_matrix(ref[k]) for k in ref}
-    kendall = {
-        k: fidelity.kendall_matrix(f, schema.names, seed=seed) for k, f in ref_frames.items()
-    }
-    trend, cycle = {}, {}
-    for k in ref:
-        trend[k], cycle[k] = fidelity.dynamic_correlations(ref[k][..., numeric])
     labels = {v.name: dict(v.levels) for v in schema.variables if not v.is_numeric}
+    marg = fidelity.marginals(ref["real"], ref["synthetic"], layout)
+    ks = [m["ks"] for m in marg.values() if "ks" in m]
+    tvd = [m["tvd"] for m in marg.values() if "tvd" in m]
+    dependence, matrices = _dependence(ref, ref_frames, schema, numeric, seed)
+    groups, tables = _groups(ref_frames, schema, labels)
+    fid = {
+        "marginals": marg,
+        "ks_mean": float(np.mean(ks)) if ks else None,
+        "tvd_mean": float(np.mean(tvd)) if tvd else None,
+        **dependence,
+        **groups,
+        **_dynamics(ref, ref_frames, schema, numeric, names_numeric, steps),
+    }
+    details = {
+        "layout": layout,
+        **matrices,
+        "tables": tables,
+        "names": schema.names,
+        "numeric_names": names_numeric,
+        "encoded_names": layout.column_names(),
+        "labels": {name: list(levels.values()) for name, levels in labels.items()},
+    }
+    return fid, details
+
+
+def _dependence(ref, ref_frames, schema, numeric, seed):
+    """Correlation metrics (Pearson, Kendall, trend, cycle) and their matrices."""
+    matrices = {
+        "pearson": {k: fidelity.pearson_matrix(ref[k]) for k in ref},
+        "kendall": {
+            k: fidelity.kendall_matrix(f, schema.names, seed=seed) for k, f in ref_frames.items()
+        },
+        "trend": {},
+        "cycle": {},
+    }
+    for k in ref:
+        matrices["trend"][k], matrices["cycle"][k] = fidelity.dynamic_correlations(
+            ref[k][..., numeric]
+        )
+
+    def mae(name):
+        return fidelity.correlation_mae(matrices[name]["real"], matrices[name]["synthetic"])
+
+    several = len(numeric) > 1
+    metrics = {
+        "correlation_mae": mae("pearson"),
+        "kendall_mae": mae("kendall"),
+        "trend_correlation_mae": mae("trend") if several else None,
+        "cycle_correlation_mae": mae("cycle") if several else None,
+    }
+    return metrics, matrices
+
+
+def _groups(ref_frames, schema, labels):
+    """Mode coverage of the static discrete groups, and their joint tables."""
+    static_discrete = [v.name for v in schema.variables if v.static and not v.is_numeric]
     tables = {
         k: fidelity.joint_static_table(f, static_discrete, schema.id, labels)
         if static_discrete
@@ -244,30 +290,24 @@ def _fidelity(ref, ref_frames, layout, schema, steps, seed):
         for k, f in ref_frames.items()
     }
     coverage = fidelity.mode_coverage(tables["real"], tables["synthetic"])
+    metrics = {
+        "mode_coverage": coverage["coverage"],
+        "smallest_group": coverage["smallest_group"],
+        "smallest_group_real_share": coverage["smallest_real_share"],
+        "smallest_group_synthetic_share": coverage["smallest_synthetic_share"],
+    }
+    return metrics, tables
+
+
+def _dynamics(ref, ref_frames, schema, numeric, names_numeric, steps):
+    """Autocorrelation of the numerics and switch rates of the time-varying levels."""
+    dynamic_discrete = [v.name for v in schema.variables if not v.static and not v.is_numeric]
     max_lag = max(1, min(MAX_LAG, steps - 2))
     acf = {k: fidelity.autocorrelation(ref[k][..., numeric], max_lag) for k in ref}
     switches = {
         k: fidelity.switch_rates(f, dynamic_discrete, schema.id) for k, f in ref_frames.items()
     }
-    ks = [m["ks"] for m in marg.values() if "ks" in m]
-    tvd = [m["tvd"] for m in marg.values() if "tvd" in m]
-    several = len(numeric) > 1
-    fid = {
-        "marginals": marg,
-        "ks_mean": float(np.mean(ks)) if ks else None,
-        "tvd_mean": float(np.mean(tvd)) if tvd else None,
-        "correlation_mae": fidelity.correlation_mae(pearson["real"], pearson["synthetic"]),
-        "kendall_mae": fidelity.correlation_mae(kendall["real"], kendall["synthetic"]),
-        "trend_correlation_mae": fidelity.correlation_mae(trend["real"], trend["synthetic"])
-        if several
-        else None,
-        "cycle_correlation_mae": fidelity.correlation_mae(cycle["real"], cycle["synthetic"])
-        if several
-        else None,
-        "mode_coverage": coverage["coverage"],
-        "smallest_group": coverage["smallest_group"],
-        "smallest_group_real_share": coverage["smallest_real_share"],
-        "smallest_group_synthetic_share": coverage["smallest_synthetic_share"],
+    return {
         "autocorrelation_mae": float(np.mean(np.abs(acf["real"] - acf["synthetic"]))),
         "autocorrelation": {
             name: {"real": acf["real"][i].tolist(), "synthetic": acf["synthetic"][i].tolist()}
@@ -285,19 +325,6 @@ def _fidelity(ref, ref_frames, layout, schema, steps, seed):
             pseudo=5.0 / max(1, _transitions(ref_frames["real"], schema.id)),
         ),
     }
-    details = {
-        "layout": layout,
-        "pearson": pearson,
-        "kendall": kendall,
-        "trend": trend,
-        "cycle": cycle,
-        "tables": tables,
-        "names": schema.names,
-        "numeric_names": names_numeric,
-        "encoded_names": layout.column_names(),
-        "labels": {name: list(levels.values()) for name, levels in labels.items()},
-    }
-    return fid, details
 
 
 # The headline metrics that get a floor, and where they are in `metrics`.

@@ -16,6 +16,7 @@ under-trained judge under-scores the gap.
 
 import keras
 import numpy as np
+import tensorflow as tf
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 # Early stopping: epochs without a validation loss lower by MIN_DELTA, and the
@@ -66,6 +67,7 @@ class _Judge:
         # Small sets get smaller batches, so an epoch is several updates.
         batch_size = int(np.clip(len(x_fit) // 8, 16, 128))
         batches = -(-len(x_fit) // batch_size)
+        fit_data = batched(x_fit, y_fit, batch_size, shuffle_seed=self.seed)
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss",
             patience=PATIENCE,
@@ -74,16 +76,32 @@ class _Judge:
             start_from_epoch=min(-(-MIN_UPDATES // batches), max_epochs - 1),
         )
         self.model.fit(
-            x_fit,
-            y_fit,
-            validation_data=(x_val, y_val),
-            batch_size=batch_size,
+            fit_data,
+            validation_data=batched(x_val, y_val, batch_size),
             epochs=max_epochs,
-            shuffle=True,
+            shuffle=False,  # the dataset reshuffles itself
             callbacks=[stop],
             verbose=0,
         )
         return self.model
+
+    def predict(self, x):
+        return self.model.predict(batched(x, None, 512), verbose=0)
+
+
+def batched(x, y, batch_size, shuffle_seed=None):
+    """`(x, y)` (or `x`) as a dataset of batches whose size is unknown to the graph,
+    reshuffled every epoch when given a seed.
+
+    Keras traces its train, test and predict functions again for every new
+    set or last-batch size when given arrays (seconds each on a CPU, for
+    every fold and every set the judge sees); an unknown batch dimension is
+    traced once per network.
+    """
+    data = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(x), seed=shuffle_seed)
+    return data.batch(batch_size)
 
 
 def balanced(real, synthetic, seed=0):
@@ -118,8 +136,8 @@ def discriminative_score(real, synthetic, seed=0, max_epochs=MAX_EPOCHS):
     judge = _Judge(x.shape[2], 1, "sigmoid", False, "binary_crossentropy", seed)
     correct = tested = 0
     for train, test in splits:
-        model = judge.fit(x[train], y[train], y[train], max_epochs)
-        predicted = model.predict(x[test], batch_size=512, verbose=0)[:, 0] > 0.5
+        judge.fit(x[train], y[train], y[train], max_epochs)
+        predicted = judge.predict(x[test])[:, 0] > 0.5
         correct += int(np.sum(predicted == y[test]))
         tested += len(test)
     return float(abs(correct / tested - 0.5))
@@ -146,8 +164,8 @@ def predictive_scores(
     judge = _Judge(real_test.shape[2], len(numeric_columns), "sigmoid", True, "mae", seed)
     for name, data in (("tstr_mae", synthetic), ("trtr_mae", real_train)):
         x = data[:, :-1].astype(np.float32)
-        model = judge.fit(x, data[:, 1:, numeric_columns].astype(np.float32), None, max_epochs)
-        predicted = model.predict(test_x, batch_size=512, verbose=0)
+        judge.fit(x, data[:, 1:, numeric_columns].astype(np.float32), None, max_epochs)
+        predicted = judge.predict(test_x)
         errors[name] = float(np.mean(np.abs(predicted - test_y)))
     errors["tstr_ratio"] = errors["tstr_mae"] / max(errors["trtr_mae"], 1e-12)
     return errors

@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 
 STATE = "selection.json"
 BEST = "best.weights.h5"
-# Judge seeds per snapshot: one seed's score swings by about 0.1 between
-# neighbouring snapshots of 102 validation patients (QUALITY.md).
-REPEATS = 3
 
 
 def check_epochs(planned, checks):
@@ -44,10 +41,9 @@ class BestSnapshot(keras.callbacks.Callback):
 
     At each epoch of `epochs` (or every `seconds` of training, for a budget
     in minutes), and at the epoch where training stops, the generator draws
-    `repeats` times as many patients as there are validation patients (the
-    same noise each time) and :func:`hg_keras.evaluation.evaluate.discriminative`
-    scores them, averaged over `repeats` judge seeds. The best generator's
-    weights and every score are kept in `folder`
+    as many patients as there are validation patients (the same noise each
+    time) and :func:`hg_keras.evaluation.evaluate.discriminative` scores
+    them. The best generator's weights and every score are kept in `folder`
     (``best.weights.h5``, ``selection.json``; written atomically), so a
     resumed run goes on comparing with them. When training ends the best
     generator's weights are put back into the model.
@@ -64,8 +60,6 @@ class BestSnapshot(keras.callbacks.Callback):
         max_epochs: int, the judge's ceiling of epochs (it stops earlier
             once its validation loss stops improving).
         write: bool; False on the non-chief workers of a multi-worker run.
-        repeats: int, judge seeds averaged per snapshot, each against its own
-            validation-sized share of `repeats` times as many drawn patients.
     """
 
     def __init__(
@@ -80,7 +74,6 @@ class BestSnapshot(keras.callbacks.Callback):
         seed=0,
         max_epochs=MAX_EPOCHS,
         write=True,
-        repeats=REPEATS,
     ):
         super().__init__()
         self.validation = validation
@@ -93,7 +86,6 @@ class BestSnapshot(keras.callbacks.Callback):
         self.seed = seed
         self.max_epochs = max_epochs
         self.write = write
-        self.repeats = repeats
         self.checks = []
         self.last_check = None
 
@@ -145,20 +137,13 @@ class BestSnapshot(keras.callbacks.Callback):
             self.model_config.latent_distribution,
             self.model_config.discrete_output,
         )
-        size = self.validation[self.transformer.schema.id].nunique() * self.repeats
+        size = self.validation[self.transformer.schema.id].nunique()
         encoded, lengths = draw(size, self.steps, tf.constant([self.seed, 0], tf.int64))
         synthetic = self.transformer.decode(
             np.asarray(encoded), patient_ids=np.arange(size), lengths=np.asarray(lengths)
         )
         schema = self.transformer.schema
-        # Each judge seed sees the validation patients against its own share of
-        # the drawn ones (balanced), so the mean averages out both the
-        # classifier's noise and the draw's.
-        scores = [
-            discriminative(self.validation, synthetic, schema, seed, self.max_epochs)
-            for seed in range(self.seed, self.seed + self.repeats)
-        ]
-        return float(np.mean(scores))
+        return discriminative(self.validation, synthetic, schema, self.seed, self.max_epochs)
 
     def on_train_end(self, logs=None):
         best = self.best

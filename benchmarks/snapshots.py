@@ -2,13 +2,12 @@
 
 A run releases the snapshot its validation patients find hardest to tell
 apart (:mod:`hg_keras.selection`). This trains each config on the embedded
-cohort and, at the same epochs the run checks, scores the generator three
-ways: the validation criterion with one judge seed, with ``REPEATS`` seeds
-(the default), and the held-out patients (the next 1,024, never trained on;
-2 judge seeds). It writes every row to ``<work>/<config>-seed<s>.json`` and
-prints, per run, the holdout score of the snapshot each criterion releases,
-of the last snapshot and of the best one, and the rank correlation of each
-criterion with the holdout over the snapshots.
+cohort and, at the same epochs the run checks, scores the generator twice:
+by the run's criterion (its validation patients) and by the held-out
+patients (the next 1,024, never trained on). It writes every row to
+``<work>/<config>-seed<s>.json`` and prints, per run, the holdout score of
+the snapshot the criterion releases, of the last snapshot and of the best
+one, and the rank correlation of criterion and holdout over the snapshots.
 
     python benchmarks/snapshots.py --configs quick runs/x.yaml --seeds 42 0 1 --work runs/snapshots
 """
@@ -25,19 +24,18 @@ from hg_keras.config import load_config
 from hg_keras.data.pipeline import default_curriculum
 from hg_keras.holdout import load_training_cohort
 from hg_keras.run_folder import RunFolder
-from hg_keras.selection import REPEATS, BestSnapshot, check_epochs
+from hg_keras.selection import BestSnapshot, check_epochs
 from hg_keras.training import planned_epochs, train
 
-CRITERIA = {"validation_1": 1, f"validation_{REPEATS}": REPEATS}
+CRITERIA = ("validation",)
 
 
 class SnapshotStudy(keras.callbacks.Callback):
     """Scores the generator at `epochs` by each criterion and by the holdout."""
 
-    def __init__(self, config, out, epochs, holdout_repeats=2):
+    def __init__(self, config, out, epochs):
         super().__init__()
         self.config, self.out, self.epochs = config, Path(out), set(epochs)
-        self.holdout_repeats = holdout_repeats
         self.rows = []
 
     def on_train_begin(self, logs=None):
@@ -47,7 +45,7 @@ class SnapshotStudy(keras.callbacks.Callback):
         transformer = RunFolder(self.out).read_transformer()
         steps = int(frame.groupby(self.config.schema.id).size().max())
 
-        def judge(real, repeats):
+        def judge(real):
             return BestSnapshot(
                 real,
                 transformer,
@@ -56,11 +54,9 @@ class SnapshotStudy(keras.callbacks.Callback):
                 self.out / "study",
                 seed=self.config.training.seed,
                 write=False,
-                repeats=repeats,
             )
 
-        self.judges = {name: judge(validation, n) for name, n in CRITERIA.items()}
-        self.judges["holdout"] = judge(holdout, self.holdout_repeats)
+        self.judges = {"validation": judge(validation), "holdout": judge(holdout)}
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 not in self.epochs:

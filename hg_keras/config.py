@@ -129,10 +129,6 @@ class TrainingConfig:
             generator's terms beyond the adversarial one
             (:mod:`hg_keras.alignment`; v1: ``{correlation: 10}``). A config
             that sets it gives the whole mapping.
-        alignment_end: float in (0, 1], the alignment weights' share at the
-            end of the planned updates, reached by cosine decay so that the
-            critic's signal gains weight once the terms have converged
-            (1: constant weights, v1).
         learning_rate, beta_1, beta_2: Adam settings for both networks.
         rebalance: bool, draw each epoch's patients so that every group of
             static discrete attributes is equally frequent (needs a
@@ -157,7 +153,6 @@ class TrainingConfig:
     critic_steps: int = 2
     gradient_penalty_weight: float = 10.0
     alignment: dict = dataclasses.field(default_factory=lambda: dict(ALIGNMENT))
-    alignment_end: float = 1.0
     learning_rate: float = 1e-3
     beta_1: float = 0.9
     beta_2: float = 0.99
@@ -322,10 +317,6 @@ def _validate(model, training, where):
     for name, value in positive.items():
         if value <= 0:
             raise InputError(f"{where}: {name} must be positive, got {value}")
-    if not 0 < training.alignment_end <= 1:
-        raise InputError(
-            f"{where}: training.alignment_end must be in (0, 1], got {training.alignment_end}"
-        )
     _check_choices(model, where)
     _check_curriculum(training.curriculum, where)
 

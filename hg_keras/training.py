@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 CLOCK_ONLY = 10**6
 
 
-def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None, planned=None):
+def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None):
     """Builds and compiles the WGAN-GP for `config` (weights from the global seed).
 
     Args:
@@ -64,9 +64,6 @@ def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None, pla
         recurrent: ``gate`` (the model) or ``keras`` (the benchmark's
             ``keras.layers.LSTM`` reference of the same sizes and losses).
         privacy: :class:`hg_keras.privacy.CriticDPSGD` for a private run.
-        planned: int or None, the run's planned generator updates, over which
-            the alignment weights decay to `training.alignment_end` (None:
-            constant weights).
     """
     features = transformer.layout.spec()
     model = config.model
@@ -112,15 +109,8 @@ def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None, pla
         generator_optimizer=adam("generator_adam"),
         critic_optimizer=adam("critic_adam"),
         alignment=build_terms(training.alignment, encoding(config, transformer, encoded)),
-        alignment_schedule=_alignment_schedule(training, planned),
     )
     return wgan
-
-
-def _alignment_schedule(training, planned):
-    if training.alignment_end == 1 or not planned:
-        return None
-    return keras.optimizers.schedules.CosineDecay(1.0, planned, alpha=training.alignment_end)
 
 
 def encoding(config, transformer, encoded):
@@ -214,9 +204,7 @@ def train(
             log.info("the privacy budget is spent; nothing left to train")
             return folder.path
     with strategy.scope():
-        dpsgd = private and private["dpsgd"]
-        planned = None if epochs == CLOCK_ONLY else epochs * per_epoch
-        wgan = build_wgan(config, transformer, encoded, privacy=dpsgd, planned=planned)
+        wgan = build_wgan(config, transformer, encoded, privacy=private and private["dpsgd"])
     dataset = _training_dataset(config, transformer, encoded, start_epoch, epochs)
     _log_plan(folder, config, encoded, start_epoch, epochs, strategy)
     callbacks = [

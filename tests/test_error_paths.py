@@ -53,8 +53,6 @@ def run(*args):
             "training.validation must be a fraction below 1 or a whole count, got 1.5",
         ),
         ("training:\n  checks: 0\n", "training.checks must be positive, got 0"),
-        ("training:\n  alignment_end: 0\n", "training.alignment_end must be in (0, 1], got 0.0"),
-        ("training:\n  alignment_end: 2\n", "training.alignment_end must be in (0, 1], got 2.0"),
     ],
 )
 def test_bad_config_values(tmp_path, override, message):

@@ -110,9 +110,7 @@ class WGANGP(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def compile(
-        self, generator_optimizer, critic_optimizer, alignment=(), alignment_schedule=None, **kwargs
-    ):
+    def compile(self, generator_optimizer, critic_optimizer, alignment=(), **kwargs):
         """Sets both optimizers and the generator's alignment terms.
 
         Args:
@@ -120,10 +118,6 @@ class WGANGP(keras.Model):
             alignment: list of `(term, weight)`: callables
                 ``term(real, fake, valid)`` with a `name`
                 (:func:`hg_keras.alignment.build_terms`); none is plain WGAN-GP.
-            alignment_schedule: None (constant weights) or a Keras learning-rate
-                schedule: the factor on every alignment weight at each generator
-                update (keyed by the generator optimizer's iterations, so a
-                resumed run continues it).
         """
         # No model-level optimizer: Keras would otherwise add an unused RMSprop
         # over all variables to every checkpoint.
@@ -131,7 +125,6 @@ class WGANGP(keras.Model):
         self.generator_optimizer = generator_optimizer
         self.critic_optimizer = critic_optimizer
         self.alignment = list(alignment)
-        self.alignment_schedule = alignment_schedule
         names = [term.name for term, _ in self.alignment]
         if len(set(names)) != len(names):
             raise ValueError(f"alignment terms need distinct names, got {names}")
@@ -240,18 +233,11 @@ class WGANGP(keras.Model):
             fake = self._generate(batch, noise)
             adversarial = wasserstein_generator_loss(self.critic(fake, training=True))
             terms = {term.name: term(batch.real, fake, batch.valid) for term, _ in self.alignment}
-            generator_loss = adversarial + self._alignment_scale() * sum(
-                w * terms[t.name] for t, w in self.alignment
-            )
+            generator_loss = adversarial + sum(w * terms[t.name] for t, w in self.alignment)
             scaled = generator_loss * batch.scale
         gradients = tape.gradient(scaled, self.generator.trainable_variables)
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
         return {"generator_loss": generator_loss, **{f"{n}_loss": v for n, v in terms.items()}}
-
-    def _alignment_scale(self):
-        if self.alignment_schedule is None:
-            return 1.0
-        return tf.cast(self.alignment_schedule(self.generator_optimizer.iterations), tf.float32)
 
     def _generate(self, batch, noise):
         """The generator's soft output for `noise`, as the critic and the terms see it.

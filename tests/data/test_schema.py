@@ -167,7 +167,6 @@ V1 = {
         "critic_steps": 5,
         "gradient_penalty_weight": 10.0,
         "alignment": {"correlation": 10.0},
-        "alignment_end": 1.0,
         "learning_rate": 1e-3,
         "beta_1": 0.9,
         "beta_2": 0.99,

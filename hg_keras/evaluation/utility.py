@@ -83,9 +83,9 @@ class _Judge:
             callbacks=[stop],
             verbose=0,
         )
-        return self.model
 
     def predict(self, x):
+        """The fitted network's outputs for `x`."""
         return self.model.predict(batched(x, None, 512), verbose=0)
 
 

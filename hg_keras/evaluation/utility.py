@@ -5,13 +5,14 @@ recurrent classifier tells real from synthetic (discriminative score), and a
 recurrent next-step predictor is trained on synthetic and tested on real
 (TSTR), against the same predictor trained on real (TRTR).
 
-Two things make the scores mean the same on every cohort. The classifier
+Three things make the scores mean the same on every cohort. The classifier
 sees as many real as synthetic patients (TimeGAN draws each batch half and
 half): on unequal sets it learns the majority share and scores it whatever
-the generator does. And every network trains until its loss on a
-validation split of its own training data stops improving (Keras
-``EarlyStopping``, best weights kept), not for a fixed number of epochs: an
-under-trained judge under-scores the gap.
+the generator does. Every network trains until its loss on a validation
+split of its own training data stops improving (Keras ``EarlyStopping``,
+best weights kept), not for a fixed number of epochs: an under-trained
+judge under-scores the gap. And every input feature is standardized, so a
+cue in a narrow numeric is not drowned by wide one-hot columns.
 """
 
 import keras
@@ -30,6 +31,10 @@ MAX_EPOCHS = 200
 MIN_UPDATES = 100
 KFOLD_BELOW = 200
 FOLDS = 5
+# Inputs are standardized feature by feature; a feature whose spread on the
+# training part is below this is divided by it instead (a rare level seen
+# once must not become a 1,000-fold input).
+MIN_SCALE = 0.05
 
 
 def _gru_model(features, hidden, outputs, activation, sequences):
@@ -40,6 +45,11 @@ def _gru_model(features, hidden, outputs, activation, sequences):
 
 class _Judge:
     """One compiled GRU network, trained afresh by each :meth:`fit`.
+
+    Its inputs are standardized feature by feature with the mean and spread
+    of each fit's training part: encoded numerics spread over a tenth of
+    [0, 1] where one-hot columns span all of it, and a GRU reading both
+    unscaled misses what the numerics alone give away.
 
     Building and compiling a Keras model traces its train, validation and
     predict functions, seconds each on a CPU: k folds reuse one network and
@@ -64,6 +74,9 @@ class _Judge:
         x_fit, x_val, y_fit, y_val = train_test_split(
             x, y, test_size=0.2, random_state=self.seed, stratify=stratify
         )
+        pooled = x_fit.reshape(-1, x_fit.shape[-1])
+        self.center, self.scale = pooled.mean(0), np.maximum(pooled.std(0), MIN_SCALE)
+        x_fit, x_val = self._standardized(x_fit), self._standardized(x_val)
         # Small sets get smaller batches, so an epoch is several updates.
         batch_size = int(np.clip(len(x_fit) // 8, 16, 128))
         batches = -(-len(x_fit) // batch_size)
@@ -86,7 +99,10 @@ class _Judge:
 
     def predict(self, x):
         """The fitted network's outputs for `x`."""
-        return self.model.predict(batched(x, None, 512), verbose=0)
+        return self.model.predict(batched(self._standardized(x), None, 512), verbose=0)
+
+    def _standardized(self, x):
+        return ((x - self.center) / self.scale).astype(np.float32)
 
 
 def batched(x, y, batch_size, shuffle_seed=None):

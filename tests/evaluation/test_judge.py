@@ -58,3 +58,23 @@ def test_training_patients_score_their_floor_and_a_shuffled_copy_far_above(user_
     real, shuffled = encoded(held, shuffled_columns(train))
     score = utility.discriminative_score(real, shuffled, 0, max_epochs=30)
     assert score > floor["discriminative_score"] + 0.15
+
+
+def test_a_narrow_feature_gives_patients_away_among_wide_ones():
+    """Real patients hold one narrow numeric (sd 0.03 on the encoded scale) constant
+    over time; synthetic ones redraw it every month from the same marginal. Five
+    binary columns (sd 0.5) are the same noise in both. The judge must find
+    the narrow cue with the wide columns beside it, as it does alone."""
+    rng = np.random.default_rng(0)
+    patients, months = 250, MONTHS
+    level = 0.5 + 0.03 * rng.standard_normal((patients, 1, 1))
+    real_cue = np.repeat(level, months, axis=1)
+    fake_cue = 0.5 + 0.03 * rng.standard_normal((patients, months, 1))
+    real, fake = (
+        np.concatenate([cue, rng.integers(0, 2, (patients, months, 5))], axis=-1)
+        for cue in (real_cue, fake_cue)
+    )
+    alone = utility.discriminative_score(real[..., :1], fake[..., :1], 0, max_epochs=30)
+    together = utility.discriminative_score(real, fake, 0, max_epochs=30)
+    assert alone > 0.4, alone
+    assert together > 0.4, (alone, together)

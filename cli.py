@@ -131,6 +131,13 @@ def cli(debug):
     help="Evaluate a synthetic cohort against the held-out patients at the end.",
 )
 @click.option(
+    "--export/--no-export",
+    "export_serving",
+    default=True,
+    show_default=True,
+    help="Write the TF Serving SavedModel at the end (later: python cli.py export).",
+)
+@click.option(
     "--eval-repeats",
     type=click.IntRange(min=1),
     default=3,
@@ -169,6 +176,7 @@ def train(
     out,
     resume,
     evaluation,
+    export_serving,
     eval_repeats,
     eval_max_epochs,
     strategy,
@@ -207,7 +215,7 @@ def train(
     if not is_chief(strategy):
         click.echo(f"worker done; the chief writes the run to {synth.worker_run_dir}")
         return
-    served = synth.export()
+    served = synth.export() if export_serving else None
     guarantee = synth.folder.read_info().get("privacy")
     if guarantee:
         click.echo(
@@ -216,7 +224,10 @@ def train(
             + (" (budget spent)" if guarantee["budget_spent"] else "")
         )
     click.echo(f"trained generator: {synth.folder.generator_path}")
-    click.echo(f"TF Serving model:  {served}")
+    if served:
+        click.echo(f"TF Serving model:  {served}")
+    else:
+        click.echo(f"TF Serving model:  not written; python cli.py export --model {synth.run_dir}")
     if evaluation:
         click.echo("evaluating a synthetic cohort of the training cohort's size...", err=True)
         metrics = synth.evaluate(repeats=eval_repeats, max_epochs=eval_max_epochs)

@@ -33,6 +33,7 @@ def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
         "generator.keras",
         "checkpoint/latest.weights.h5",
         "logs/history.csv",
+        "serving/hg_keras/1/saved_model.pb",
     ):
         assert (out / name).exists(), name
     generator = keras.models.load_model(out / "generator.keras")
@@ -113,8 +114,11 @@ def test_a_users_cohort_holds_out_patients_by_group_and_evaluates_on_them(
         "--out",
         out,
         "--no-evaluation",
+        "--no-export",
     )
     assert result.exit_code == 0, result.output
+    assert not (out / "serving").exists()
+    assert f"not written; python cli.py export --model {out}" in result.output
     held = json.loads((out / "holdout.json").read_text())["ids"]
     assert len(held) == 10
     run_info = json.loads((out / "run.json").read_text())
@@ -137,7 +141,7 @@ def test_holdout_zero_says_privacy_was_not_tested(tmp_path, tiny_config_path):
     out = tmp_path / "run"
     result = run(
         "train", "--config", tiny_config_path, "--data", data, "--holdout", 0, "--out", out,
-        "--eval-repeats", 1, "--eval-max-epochs", 3,
+        "--eval-repeats", 1, "--eval-max-epochs", 3, "--no-export",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((out / "holdout.json").read_text())["ids"] == []

@@ -100,6 +100,7 @@ def test_a_cohort_smaller_than_training_patients_trains_on_what_it_has(tmp_path,
         "--data",
         path,
         "--no-evaluation",
+        "--no-export",
         "--out",
         tmp_path / "r",
     )

@@ -75,7 +75,7 @@ def test_health_gym_config_trains_and_samples(tmp_path, name, simulate, curricul
     result = runner.invoke(
         cli,
         ["train", "--config", str(config), "--data", str(tmp_path / "cohort.csv"),
-         "--out", str(out), "--no-evaluation"],
+         "--out", str(out), "--no-evaluation", "--no-export"],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -316,7 +316,7 @@ def test_synthesizer_and_cli_take_a_privacy_target(tmp_path):
     assert synth.config.training.alignment == {}
     cohort = tmp_path / "cohort.csv"
     private_cohort(cohort, patients=32, steps=2)
-    args = ["train", "--config", str(path), "--data", str(cohort), "--no-evaluation"]
+    args = ["train", "--config", str(path), "--data", str(cohort), "--no-evaluation", "--no-export"]
     result = CliRunner().invoke(cli, [*args, "--epsilon", "5", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "-differentially private per patient after" in result.output

@@ -37,6 +37,7 @@ def start_training(config, out, epochs):
         "--epochs",
         str(epochs),
         "--no-evaluation",
+        "--no-export",
     ]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent
@@ -72,7 +73,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_last_epoch(tmp_path, tiny_config_pa
 
 
 def train_in_process(*args):
-    result = CliRunner().invoke(cli, ["train", *map(str, args), "--no-evaluation"])
+    result = CliRunner().invoke(cli, ["train", *map(str, args), "--no-evaluation", "--no-export"])
     assert result.exit_code == 0, result.output
     return result.output
 

@@ -41,7 +41,7 @@ def _finish(process):
 
 
 def _train(*args, env=None):
-    return _finish(_python(["cli.py", "train", "--no-evaluation", *args], env=env))
+    return _finish(_python(["cli.py", "train", "--no-evaluation", "--no-export", *args], env=env))
 
 
 def test_mirrored_on_two_cpus_trains_as_one_device(tmp_path, tiny_config_path):
@@ -111,7 +111,8 @@ def test_two_workers_on_loopback_train_and_the_chief_writes_once(
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        args = ["cli.py", "train", "--no-evaluation", "--config", tiny_default_config_path]
+        args = ["cli.py", "train", "--no-evaluation", "--no-export"]
+        args += ["--config", tiny_default_config_path]
         args += ["--strategy", "multiworker", "--out", out]
         processes.append(_python(args, env={"TF_CONFIG": json.dumps(tf_config)}))
     (chief_code, chief), (worker_code, worker) = [_finish(p) for p in processes]

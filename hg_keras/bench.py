@@ -360,7 +360,9 @@ def _paired_step_figures(figures, step, seed_design, config, transformer, encode
         )
     # The kernel choice itself: the fused kernel forced, against the loop forced.
     fused = _step_function(config, transformer, encoded, kernel="fused")
-    loop = _step_function(config, transformer, encoded, kernel="loop")
+    # Without a GPU the default step is the loop: no second trace of it.
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    loop = _step_function(config, transformer, encoded, kernel="loop") if on_gpu else step
     result = paired(lambda: fused(real), lambda: loop(real), pairs)
     _record(figures, f"train_loop_vs_fused_kernel_l{longest}", result)
     # What differential privacy costs: the step with DP-SGD critic updates
@@ -369,7 +371,10 @@ def _paired_step_figures(figures, step, seed_design, config, transformer, encode
     few = real[:PRIVATE_BATCH]
     dpsgd = CriticDPSGD(clip_norm=1.0, noise_multiplier=1.0, expected_batch=len(few), key=0)
     private = _step_function(config, transformer, encoded[: len(few)], privacy=dpsgd)
-    plain = _step_function(config, transformer, encoded[: len(few)])
+    if len(few) == len(real):
+        plain = step
+    else:
+        plain = _step_function(config, transformer, encoded[: len(few)])
     result = paired(lambda: private(few), lambda: plain(few), pairs)
     _record(figures, f"train_private_vs_plain_b{len(few)}_l{longest}", result)
 

@@ -263,7 +263,7 @@ def main_real(args, command, machine):
     if args.epsilons:
         runs = {f"epsilon {e:g}": e for e in args.epsilons}
     else:
-        runs = {Path(n).stem: None for n in args.configs}
+        runs = dict.fromkeys(args.configs)  # shipped names or config files
     results = [
         run_real(cohort, name, seed, args.updates, args.work, args.max_epochs, epsilon)
         for cohort in args.cohorts
@@ -272,7 +272,7 @@ def main_real(args, command, machine):
     ]
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    names = list(runs)
+    names = [Path(n).stem for n in runs]
     sections = [
         "# Quality on real cohorts",
         "",

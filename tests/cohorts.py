@@ -33,7 +33,7 @@ training:
   batch_size: 32
   epochs: 2
   curriculum: [4, 8, 16]
-  critic_steps: 2
+  critic_steps: 1
 """
 
 

@@ -30,6 +30,7 @@ training:
   batch_size: 8
   epochs: 1
   curriculum: [3, 6]
+  critic_steps: 1                 # each critic step is traced
 """
 
 

@@ -13,6 +13,7 @@ from hg_keras.alignment import (
     Encoding,
     Increment,
     Marginal,
+    Tails,
     Temporal,
     Trend,
     build_terms,
@@ -179,3 +180,32 @@ def test_a_registered_term_of_ones_own_is_nameable_in_the_config(tmp_path):
         assert [t.name for t, _ in terms] == ["correlation", "mean_gap"]
     finally:
         TERMS.pop("mean_gap")
+
+
+def test_tails_weights_each_quantile_gap_by_its_anderson_darling_root():
+    rng = np.random.default_rng(4)
+    fake, real = rng.random((3, 5, 2)), rng.random((3, 5, 2)) ** 3
+    valid = np.ones((3, 5), bool)
+    valid[0, 3:] = False  # a patient with 3 months of 5
+    expected = []
+    for c in range(2):
+        f, r = (np.sort(x[..., c][valid]) for x in (fake, real))
+        n = len(f)
+        total = 0.0
+        for i in range(n):
+            q = (i + 0.5) / n
+            total += abs(f[i] - r[i]) / (np.pi * np.sqrt(q * (1 - q)))
+        expected.append(total / n)
+    term = Tails(Encoding(numeric_width=2))
+    got = term(f32(real), f32(fake), tf.constant(valid))
+    assert float(got) == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_tails_weighs_a_missing_extreme_more_than_the_plain_marginal_does():
+    real = np.full((1, 100, 1), 0.5)
+    real[0, :5, 0] = 1.0  # 5 % of months far out
+    fake = np.full((1, 100, 1), 0.5)
+    encoding = Encoding(numeric_width=1)
+    plain, tails = (term(encoding)(f32(real), f32(fake)) for term in (Marginal, Tails))
+    assert float(plain) == pytest.approx(0.025, rel=1e-5)
+    assert float(tails) > 2 * float(plain)

@@ -29,6 +29,7 @@ ALIGNMENT = {
     "increment": 100.0,
     "confidence": 10.0,
     "trend": 10.0,
+    "tails": 100.0,
 }
 
 

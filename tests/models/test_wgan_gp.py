@@ -102,7 +102,7 @@ def test_generator_loss_is_the_adversarial_term_plus_each_weight_times_its_term(
     from hg_keras.training import build_wgan
 
     weights = {"correlation": 3.0, "marginal": 7.0, "temporal": 11.0, "increment": 13.0}
-    weights.update({"confidence": 17.0, "trend": 19.0})
+    weights.update({"confidence": 17.0, "trend": 19.0, "tails": 23.0})
     config = load_config(tiny_config_path).replace_training(alignment=weights)
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, discrete_output="persistent")

@@ -59,6 +59,9 @@ class Encoding:
             output: switches are total variations between months).
         correlation_target: array `(width, width)`, the training cohort's
             pooled Pearson matrix, or None.
+        released: :class:`hg_keras.privacy.ReleasedMarginals` or None: in a
+            private run, the marginal terms align with these noised cohort
+            marginals instead of the real batch's (fixed lengths only).
     """
 
     numeric_width: int = 0
@@ -66,6 +69,7 @@ class Encoding:
     dynamic_blocks: tuple = ()
     renewal: tuple | None = None
     correlation_target: object = None
+    released: object = None
 
 
 class AlignmentTerm:
@@ -78,6 +82,22 @@ class AlignmentTerm:
 
     def __call__(self, real, fake, valid=None):
         raise NotImplementedError
+
+    def numeric_gap(self, real, fake, valid):
+        """The numerics' sorted fake values minus the real batch's, or minus the
+        released quantile function at the same levels: `(rows, numeric_width)`."""
+        width = self.encoding.numeric_width
+        fake = sorted_values(fake[..., :width], valid)
+        if self.encoding.released is None:
+            return fake - sorted_values(real[..., :width], valid)
+        return fake - released_quantiles(self.encoding.released.quantiles(), tf.shape(fake)[0])
+
+    def real_shares(self, real, valid):
+        """Every discrete column's share of the real steps, or the released shares."""
+        if self.encoding.released is not None:
+            return tf.constant(self.encoding.released.shares(real.shape[-1]), real.dtype)
+        w = step_weights(real, valid)
+        return tf.reduce_sum(real * w, axis=[0, 1]) / tf.maximum(tf.reduce_sum(w), 1.0)
 
 
 @register
@@ -121,13 +141,11 @@ class Marginal(AlignmentTerm):
         width, blocks = self.encoding.numeric_width, self.encoding.blocks
         terms = []
         if width:
-            gap = sorted_values(fake[..., :width], valid) - sorted_values(real[..., :width], valid)
-            terms.append(tf.reduce_mean(tf.abs(gap), axis=0))
+            terms.append(tf.reduce_mean(tf.abs(self.numeric_gap(real, fake, valid)), axis=0))
         if blocks:
             w = step_weights(fake, valid)
-            count = tf.maximum(tf.reduce_sum(w), 1.0)
-            shares = [tf.reduce_sum(t * w, axis=[0, 1]) / count for t in (fake, real)]
-            gap = tf.abs(shares[0] - shares[1])
+            shares = tf.reduce_sum(fake * w, axis=[0, 1]) / tf.maximum(tf.reduce_sum(w), 1.0)
+            gap = tf.abs(shares - self.real_shares(real, valid))
             terms.append(tf.stack([0.5 * tf.reduce_sum(gap[s:e]) for s, e in blocks]))
         if not terms:
             return tf.constant(0.0, fake.dtype)
@@ -155,9 +173,7 @@ class Tails(AlignmentTerm):
         width = self.encoding.numeric_width
         if not width:
             return tf.constant(0.0, fake.dtype)
-        gap = tf.abs(
-            sorted_values(fake[..., :width], valid) - sorted_values(real[..., :width], valid)
-        )
+        gap = tf.abs(self.numeric_gap(real, fake, valid))
         rows = tf.cast(tf.shape(gap)[0], fake.dtype)
         count = tf.maximum(tf.reduce_sum(step_weights(fake[..., :1], valid)), 1.0)
         # Padded steps sort first (and cancel): quantiles start after them.
@@ -294,6 +310,19 @@ class Trend(AlignmentTerm):
         off_diagonal = 1.0 - tf.eye(width, dtype=fake.dtype)
         gap = tf.abs(agreement[0] - tf.stop_gradient(agreement[1])) * off_diagonal
         return tf.reduce_sum(gap) / tf.reduce_sum(off_diagonal)
+
+
+def released_quantiles(table, rows):
+    """`table`'s quantile function `(levels, columns)`, interpolated linearly at
+    the `rows` plotting positions ``(i + 0.5) / rows``: `(rows, columns)`."""
+    table = tf.constant(table)
+    levels = tf.cast(tf.shape(table)[0] - 1, table.dtype)
+    position = (tf.range(tf.cast(rows, table.dtype)) + 0.5) / tf.cast(rows, table.dtype) * levels
+    low = tf.floor(position)
+    fraction = (position - low)[:, None]
+    low = tf.cast(low, tf.int32)
+    high = tf.minimum(low + 1, tf.shape(table)[0] - 1)
+    return tf.gather(table, low) * (1.0 - fraction) + tf.gather(table, high) * fraction
 
 
 def _pair_weights(valid):

@@ -137,7 +137,8 @@ class TrainingConfig:
         privacy: :class:`hg_keras.privacy.Privacy` or None: train with
             differential privacy, e.g. ``{epsilon: 3}`` (with ``delta`` and
             ``clip_norm``). Levers that read the data outside the critic are
-            then off (``hg_keras.privacy.SWITCHED_OFF``).
+            then off (``hg_keras.privacy.SWITCHED_OFF``), but the alignment
+            terms of ``privacy.release``, which align with noised marginals.
         seed: int, seeds the holdout, data order, noise and initial weights
             (a private run's DP noise has a secret key of its own).
     """
@@ -181,7 +182,8 @@ class Config:
         if isinstance(changes.get("privacy"), dict):
             # Given fields replace the config's; the noise is calibrated again.
             base = dataclasses.asdict(self.training.privacy) if self.training.privacy else {}
-            base = {k: v for k, v in base.items() if v is not None and k != "noise_multiplier"}
+            calibrated = ("noise_multiplier", "release_noise")
+            base = {k: v for k, v in base.items() if v is not None and k not in calibrated}
             changes["privacy"] = Privacy.from_dict({**base, **changes["privacy"]}, "privacy")
         budget = {"updates", "epochs", "minutes"} & set(changes)
         if budget:
@@ -206,6 +208,8 @@ class Config:
             training["curriculum"] = list(training["curriculum"])
         if training["privacy"] is None:
             del training["privacy"]
+        else:
+            training["privacy"]["release"] = list(training["privacy"]["release"])
         return {
             "schema": self.schema.to_dict(),
             "model": dataclasses.asdict(self.model),

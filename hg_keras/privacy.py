@@ -10,10 +10,12 @@ al., CCS 2016) and releases nothing else that reads the training patients:
   gradient-penalty term) is a gradient of its own, clipped to `clip_norm`;
   their sum gets Gaussian noise of standard deviation
   ``noise_multiplier * clip_norm`` and is divided by the expected batch;
-* the generator learns from the critic alone (post-processing): the
-  alignment terms, which compare with real-batch statistics, are off, and
-  so is everything else that reads real data outside the critic
-  (:func:`private_settings`).
+* the generator learns from the critic (post-processing) and from
+  cohort-level marginals released once by the Gaussian mechanism
+  (:func:`release_marginals`): the alignment terms listed in
+  ``privacy.release`` (``marginal``, ``tails``) compare with these instead of
+  the real batch; every other term, and everything else that reads real
+  data outside the critic, is off (:func:`private_settings`).
 
 The accounted event per generator update is
 ``PoissonSampled(q, Gaussian(noise_multiplier / sqrt(critic_steps)))``:
@@ -22,7 +24,9 @@ sample compose exactly to one Gaussian release with that multiplier
 (Gaussian differential privacy; Dong, Roth & Su, JRSS-B 2022), and Poisson
 subsampling of a mechanism dominated by a Gaussian pair is dominated by the
 subsampled Gaussian (Zhu, Dong & Wang, AISTATS 2022). The neighbouring
-relation is adding or removing one patient, with all their visits. The RDP
+relation is adding or removing one patient, with all their visits. The
+release is one ``Gaussian(release_noise)`` event (each patient's marginals
+are one vector of norm at most 1, :func:`patient_marginals`). The RDP
 accountant of ``dp_accounting`` composes the events and converts to
 (epsilon, delta).
 
@@ -50,13 +54,27 @@ log = logging.getLogger(__name__)
 # warn and drop out for small multipliers.
 ORDERS = tuple(range(2, 64)) + (80, 96, 128, 192, 256, 512, 1024)
 
+# Alignment terms that can align with released marginals instead of the real batch.
+RELEASABLE = ("marginal", "tails")
+
+# The released numeric histograms' bins over the encoded [0, 1], and how many
+# quantile levels the alignment terms interpolate.
+RELEASE_BINS = 32
+QUANTILE_LEVELS = 257
+
 # What a private run switches off, and why: each reads training data outside the critic.
 SWITCHED_OFF = {
-    "training.alignment": "the terms compare with real-batch statistics",
+    "training.alignment": (
+        "terms not in privacy.release compare with real-batch statistics; "
+        "the released ones align with noised cohort marginals"
+    ),
     "training.validation": "the released snapshot would be chosen on training patients",
     "training.rebalance": "group frequencies are a statistic of the data",
     "model.conditional": "conditions would be the real patients' static groups",
-    "model.discrete_output": "renewal rates and compound levels are statistics of the data",
+    "model.discrete_output": (
+        "renewal rates and compound levels are statistics of the data: codes are drawn "
+        "from the generated probabilities every month (sample)"
+    ),
     "model.carry_forward": "detecting carried values reads the data",
 }
 
@@ -76,12 +94,22 @@ class Privacy:
         noise_multiplier: float or None, noise standard deviation over
             `clip_norm`; None: the smallest that keeps the planned updates
             within the target (set when the run starts, then saved).
+        release: tuple of alignment terms (of :data:`RELEASABLE`) kept with
+            released cohort marginals as their target; empty: none, the
+            generator learns from the critic alone.
+        release_share: float in (0, 1), the share of epsilon the release
+            alone may spend (the total is accounted together).
+        release_noise: float or None, the release's noise standard deviation
+            (sensitivity 1); None: set from `release_share` when the run starts.
     """
 
     epsilon: float
     delta: float | None = None
     clip_norm: float = 1.0
     noise_multiplier: float | None = None
+    release: tuple = RELEASABLE
+    release_share: float = 0.2
+    release_noise: float | None = None
 
     @classmethod
     def from_dict(cls, values, where):
@@ -96,20 +124,37 @@ class Privacy:
             )
         if "epsilon" not in values:
             raise InputError(f"{where}: privacy needs an epsilon")
+        values = dict(values)
+        values["release"] = _release_names(values.get("release", RELEASABLE), where)
         for name, value in values.items():
-            if value is None and name in ("delta", "noise_multiplier"):
+            if name == "release" or (value is None and name in NULLABLE):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise InputError(
                     f"{where}: privacy.{name} must be a positive number, got '{value}'"
                 )
-        delta = values.get("delta")
-        if delta is not None and delta >= 1:
-            raise InputError(f"{where}: privacy.delta must be below 1, got {delta}")
-        return cls(**{k: None if v is None else float(v) for k, v in values.items()})
+        for name in ("delta", "release_share"):
+            if values.get(name) is not None and values[name] >= 1:
+                raise InputError(f"{where}: privacy.{name} must be below 1, got {values[name]}")
+        return cls(**{k: v if k == "release" or v is None else float(v) for k, v in values.items()})
 
     def resolved_delta(self, patients):
         return self.delta if self.delta is not None else default_delta(patients)
+
+
+NULLABLE = ("delta", "noise_multiplier", "release_noise")
+
+
+def _release_names(names, where):
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise InputError(f"{where}: privacy.release must be a list of terms, got '{names}'")
+    for name in names:
+        if name not in RELEASABLE:
+            raise InputError(
+                f"{where}: privacy.release: '{name}' cannot align with released marginals "
+                f"(expected some of {', '.join(RELEASABLE)})"
+            )
+    return tuple(names)
 
 
 def default_delta(patients):
@@ -117,29 +162,34 @@ def default_delta(patients):
     return 1.0 / patients**1.1
 
 
-def dp_event(noise_multiplier, sampling_rate, steps, critic_steps):
-    """The ``dp_accounting`` event of `steps` generator updates (module docstring)."""
+def dp_event(noise_multiplier, sampling_rate, steps, critic_steps, release_noise=None):
+    """The ``dp_accounting`` event of `steps` generator updates, after the
+    marginals' release when `release_noise` is given (module docstring)."""
     per_update = dp_accounting.PoissonSampledDpEvent(
         sampling_rate, dp_accounting.GaussianDpEvent(noise_multiplier / math.sqrt(critic_steps))
     )
-    return dp_accounting.SelfComposedDpEvent(per_update, int(steps))
+    updates = dp_accounting.SelfComposedDpEvent(per_update, int(steps))
+    if release_noise is None:
+        return updates
+    return dp_accounting.ComposedDpEvent([dp_accounting.GaussianDpEvent(release_noise), updates])
 
 
-def spent_epsilon(noise_multiplier, sampling_rate, steps, critic_steps, delta):
-    """Epsilon spent after `steps` generator updates, by the RDP accountant."""
-    if steps == 0:
+def spent_epsilon(noise_multiplier, sampling_rate, steps, critic_steps, delta, release_noise=None):
+    """Epsilon spent after `steps` generator updates (and the release), by the RDP accountant."""
+    if steps == 0 and release_noise is None:
         return 0.0
     accountant = dp_accounting.rdp.RdpAccountant(ORDERS)
-    accountant.compose(dp_event(noise_multiplier, sampling_rate, steps, critic_steps))
+    accountant.compose(
+        dp_event(noise_multiplier, sampling_rate, steps, critic_steps, release_noise)
+    )
     return float(accountant.get_epsilon(delta))
 
 
-def calibrate(epsilon, delta, sampling_rate, steps, critic_steps):
-    """The smallest noise multiplier whose `steps` updates spend at most `epsilon`."""
+def _smallest_noise(event, epsilon, delta):
     return float(
         dp_accounting.calibrate_dp_mechanism(
             lambda: dp_accounting.rdp.RdpAccountant(ORDERS),
-            lambda sigma: dp_event(sigma, sampling_rate, steps, critic_steps),
+            event,
             epsilon,
             delta,
             dp_accounting.LowerEndpointAndGuess(1e-2, 1.0),
@@ -148,12 +198,32 @@ def calibrate(epsilon, delta, sampling_rate, steps, critic_steps):
     )
 
 
-def allowed_steps(noise_multiplier, sampling_rate, critic_steps, epsilon, delta, planned):
+def calibrate(epsilon, delta, sampling_rate, steps, critic_steps, release_noise=None):
+    """The smallest noise multiplier whose `steps` updates (after the release,
+    if any) spend at most `epsilon`."""
+    return _smallest_noise(
+        lambda sigma: dp_event(sigma, sampling_rate, steps, critic_steps, release_noise),
+        epsilon,
+        delta,
+    )
+
+
+def calibrate_release(epsilon, delta):
+    """The smallest release noise (sensitivity 1) that spends at most `epsilon` alone."""
+    return _smallest_noise(dp_accounting.GaussianDpEvent, epsilon, delta)
+
+
+def allowed_steps(
+    noise_multiplier, sampling_rate, critic_steps, epsilon, delta, planned, release_noise=None
+):
     """The most generator updates that spend at most `epsilon` (at least `planned`
     when calibrated for them; searched up to 4x `planned`)."""
 
     def within(steps):
-        return spent_epsilon(noise_multiplier, sampling_rate, steps, critic_steps, delta) <= epsilon
+        spent = spent_epsilon(
+            noise_multiplier, sampling_rate, steps, critic_steps, delta, release_noise
+        )
+        return spent <= epsilon
 
     low, high = 0, max(int(planned), 1) * 4
     if within(high):
@@ -187,12 +257,117 @@ def check_schema(schema, where):
 
 
 def private_settings(model, training):
-    """(model, training) with every lever that reads data outside the critic off."""
+    """(model, training) with every lever that reads data outside the critic off,
+    but the alignment terms of ``privacy.release``, which take released targets."""
     model = dataclasses.replace(
-        model, conditional=False, discrete_output="argmax", carry_forward="declared"
+        model, conditional=False, discrete_output="sample", carry_forward="declared"
     )
-    training = dataclasses.replace(training, alignment={}, validation=0, rebalance=False)
+    release = training.privacy.release if training.privacy is not None else ()
+    alignment = {k: w for k, w in training.alignment.items() if k in release and w}
+    training = dataclasses.replace(training, alignment=alignment, validation=0, rebalance=False)
     return model, training
+
+
+def patient_marginals(encoded, numeric_width, blocks):
+    """Each patient's marginals as one vector of L2 norm at most 1.
+
+    Per numeric, the shares of the patient's steps in each of
+    :data:`RELEASE_BINS` equal bins of the encoded [0, 1]; per discrete
+    block, the shares of its levels. Each part sums to 1 and is
+    non-negative, so its norm is at most 1; the parts are scaled by
+    ``1 / sqrt(parts)``. Adding or removing a patient moves the cohort's sum
+    by at most 1: the sensitivity the release's noise is scaled to.
+
+    Args:
+        encoded: array `(patients, time, width)`, the encoded cohort.
+        numeric_width: int, the numerics are the first columns.
+        blocks: list of `(start, end)` of the one-hot blocks.
+
+    Returns:
+        array `(patients, numeric_width * RELEASE_BINS + block columns)`.
+    """
+    encoded = np.asarray(encoded, np.float64)
+    patients, steps = encoded.shape[:2]
+    parts = []
+    for column in range(numeric_width):
+        bins = np.clip((encoded[..., column] * RELEASE_BINS).astype(int), 0, RELEASE_BINS - 1)
+        histogram = np.zeros((patients, RELEASE_BINS))
+        np.add.at(histogram, (np.arange(patients)[:, None], bins), 1.0 / steps)
+        parts.append(histogram)
+    parts += [encoded[..., start:end].mean(axis=1) for start, end in blocks]
+    return np.concatenate(parts, axis=1) / math.sqrt(len(parts))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleasedMarginals:
+    """Cohort marginals released by the Gaussian mechanism: the alignment targets
+    of a private run.
+
+    Args:
+        histograms: tuple of tuples, per numeric then per discrete block,
+            the noised shares (clipped at 0, summing to 1).
+        numeric_width: int.
+        blocks: tuple of `(start, end)`.
+    """
+
+    histograms: tuple
+    numeric_width: int
+    blocks: tuple
+
+    def quantiles(self):
+        """`(QUANTILE_LEVELS, numeric_width)`: each numeric's quantile function at
+        evenly spaced levels from 0 to 1 (uniform within a bin)."""
+        edges = np.linspace(0.0, 1.0, RELEASE_BINS + 1)
+        levels = np.linspace(0.0, 1.0, QUANTILE_LEVELS)
+        columns = []
+        for shares in self.histograms[: self.numeric_width]:
+            cumulative = np.concatenate([[0.0], np.cumsum(shares)])
+            columns.append(np.interp(levels, cumulative, edges))
+        return np.stack(columns, axis=1).astype(np.float32)
+
+    def shares(self, width):
+        """`(width,)`: each discrete block's released level shares in its columns."""
+        out = np.zeros(width, np.float32)
+        for (start, end), shares in zip(self.blocks, self.histograms[self.numeric_width :]):
+            out[start:end] = shares
+        return out
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(
+            histograms=tuple(tuple(h) for h in values["histograms"]),
+            numeric_width=int(values["numeric_width"]),
+            blocks=tuple(tuple(b) for b in values["blocks"]),
+        )
+
+
+def noised_marginals(encoded, numeric_width, blocks, noise, key):
+    """The Gaussian mechanism on the cohort's summed :func:`patient_marginals`.
+
+    Args:
+        encoded, numeric_width, blocks: as :func:`patient_marginals`.
+        noise: float, the noise standard deviation (the sensitivity is 1).
+        key: int, the run's secret noise key.
+    """
+    summed = patient_marginals(encoded, numeric_width, blocks).sum(axis=0)
+    return summed + np.random.default_rng([key, 1]).normal(0.0, noise, summed.shape)
+
+
+def release_marginals(encoded, numeric_width, blocks, noise, key):
+    """:func:`noised_marginals` as :class:`ReleasedMarginals`: each part clipped at 0
+    and normalised (post-processing), uniform where the noise left nothing."""
+    noised = noised_marginals(encoded, numeric_width, blocks, noise, key)
+    sizes = [RELEASE_BINS] * numeric_width + [end - start for start, end in blocks]
+    histograms = []
+    for part in np.split(noised, np.cumsum(sizes)[:-1]):
+        part = np.maximum(part, 0.0)
+        total = part.sum()
+        part = part / total if total > 0 else np.full(part.shape, 1.0 / part.size)
+        histograms.append(tuple(float(v) for v in part))
+    return ReleasedMarginals(tuple(histograms), int(numeric_width), tuple(map(tuple, blocks)))
 
 
 def per_patient_gradients(critic, real, fake, alpha, penalty_weight):

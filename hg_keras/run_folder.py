@@ -7,7 +7,8 @@ Every path of a run is named here, and only here::
     transforms.json     the fitted encoding (Box-Cox lambdas, ranges, levels)
     holdout.json        ids of the patients kept out of training
     checkpoint/         weights, both optimizers' state and the epoch (every epoch);
-                        privacy.json: a private run's secret noise key
+                        privacy.json: a private run's secret noise key;
+                        released.json: its noised cohort marginals
     logs/history.csv    per-epoch losses; logs/tensorboard/ for TensorBoard
     generator.keras     the trained generator
     evaluation/         the run's evaluation report (train --evaluate)
@@ -30,7 +31,7 @@ from hg_keras.data.transforms import CohortTransformer
 from hg_keras.errors import InputError
 from hg_keras.files import atomic_write
 from hg_keras.holdout import cohort_name
-from hg_keras.privacy import noise_key
+from hg_keras.privacy import ReleasedMarginals, noise_key
 
 MODEL_NAME = "hg_keras"  # TF Serving's model name and folder
 TRAINED_FILES = ("generator.keras", "transforms.json", "config.yaml")
@@ -176,6 +177,18 @@ class RunFolder:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             _write_json(path, {"key": noise_key()})
         return json.loads(path.read_text())["key"]
+
+    def released_marginals(self, release):
+        """A private run's released marginals (:mod:`hg_keras.privacy`): read back
+        when saved, else made by `release()` and saved, so a resumed run never
+        releases (and spends) twice."""
+        path = self.checkpoint_dir / "released.json"
+        if path.exists():
+            return ReleasedMarginals.from_dict(json.loads(path.read_text()))
+        released = release()
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(path, released.to_dict())
+        return released
 
     def write_generator(self, generator):
         """Saves the generator in Keras format, atomically."""

@@ -43,7 +43,9 @@ from hg_keras.privacy import (
     PrivacyBudget,
     allowed_steps,
     calibrate,
+    calibrate_release,
     dp_event,
+    release_marginals,
     spent_epsilon,
 )
 from hg_keras.run_folder import RunFolder
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 CLOCK_ONLY = 10**6
 
 
-def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None):
+def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None, released=None):
     """Builds and compiles the WGAN-GP for `config` (weights from the global seed).
 
     Args:
@@ -64,6 +66,8 @@ def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None):
         recurrent: ``gate`` (the model) or ``keras`` (the benchmark's
             ``keras.layers.LSTM`` reference of the same sizes and losses).
         privacy: :class:`hg_keras.privacy.CriticDPSGD` for a private run.
+        released: :class:`hg_keras.privacy.ReleasedMarginals`, a private
+            run's alignment targets; `encoded` is then not read.
     """
     features = transformer.layout.spec()
     model = config.model
@@ -108,13 +112,14 @@ def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None):
     wgan.compile(
         generator_optimizer=adam("generator_adam"),
         critic_optimizer=adam("critic_adam"),
-        alignment=build_terms(training.alignment, encoding(config, transformer, encoded)),
+        alignment=build_terms(training.alignment, encoding(config, transformer, encoded, released)),
     )
     return wgan
 
 
-def encoding(config, transformer, encoded):
-    """The :class:`hg_keras.alignment.Encoding` of a cohort encoded by `transformer`."""
+def encoding(config, transformer, encoded, released=None):
+    """The :class:`hg_keras.alignment.Encoding` of a cohort encoded by `transformer`
+    (with a private run's `released` marginals, whose cohort is not read)."""
     features = transformer.layout.spec()
     static = set(features["static_columns"])
     blocks = tuple((s, e) for s, e, *_ in features["blocks"])
@@ -124,7 +129,8 @@ def encoding(config, transformer, encoded):
         blocks=blocks,
         dynamic_blocks=tuple((s, e) for s, e in blocks if s not in static),
         renewal=None if renewal is None else tuple(renewal),
-        correlation_target=correlation_target(encoded),
+        correlation_target=None if released else correlation_target(encoded),
+        released=released,
     )
 
 
@@ -199,12 +205,18 @@ def train(
 
     private = None
     if config.training.privacy is not None:
-        private = _private_plan(folder, config, patients, epochs * per_epoch, resume)
+        private = _private_plan(folder, config, transformer, encoded, epochs * per_epoch, resume)
         if start_epoch * per_epoch >= private["limit"]:
             log.info("the privacy budget is spent; nothing left to train")
             return folder.path
     with strategy.scope():
-        wgan = build_wgan(config, transformer, encoded, privacy=private and private["dpsgd"])
+        wgan = build_wgan(
+            config,
+            transformer,
+            encoded,
+            privacy=private and private["dpsgd"],
+            released=private and private["released"],
+        )
     dataset = _training_dataset(config, transformer, encoded, start_epoch, epochs)
     _log_plan(folder, config, encoded, start_epoch, epochs, strategy)
     callbacks = [
@@ -249,31 +261,53 @@ def _calibrated(config, patients, planned, strategy):
     if privacy.noise_multiplier is not None:
         return config
     delta = privacy.resolved_delta(patients)
+    release = None
+    if training.alignment:
+        release = calibrate_release(privacy.release_share * privacy.epsilon, delta)
     sigma = calibrate(
-        privacy.epsilon, delta, training.batch_size / patients, planned, training.critic_steps
+        privacy.epsilon,
+        delta,
+        training.batch_size / patients,
+        planned,
+        training.critic_steps,
+        release,
     )
     log.info(
-        "private training: epsilon %g, delta %.3g over %d updates: noise multiplier %.3f",
+        "private training: epsilon %g, delta %.3g over %d updates: noise multiplier %.3f%s",
         privacy.epsilon,
         delta,
         planned,
         sigma,
+        "" if release is None else f", marginals released with noise {release:.3f}",
     )
-    privacy = dataclasses.replace(privacy, delta=delta, noise_multiplier=sigma)
+    privacy = dataclasses.replace(
+        privacy, delta=delta, noise_multiplier=sigma, release_noise=release
+    )
     return config.replace_training(privacy=privacy)
 
 
-def _private_plan(folder, config, patients, planned, resume):
-    """The DP-SGD settings of a private run and the most updates its budget allows."""
+def _private_plan(folder, config, transformer, encoded, planned, resume):
+    """The DP-SGD settings of a private run, its released marginals (None when no
+    alignment term takes them) and the most updates its budget allows."""
     training = config.training
     privacy = training.privacy
-    rate = training.batch_size / patients
+    rate = training.batch_size / encoded.shape[0]
+    key = folder.privacy_key(create=not resume)
     dpsgd = CriticDPSGD(
         clip_norm=privacy.clip_norm,
         noise_multiplier=privacy.noise_multiplier,
         expected_batch=training.batch_size,
-        key=folder.privacy_key(create=not resume),
+        key=key,
     )
+    released = None
+    if privacy.release_noise is not None:
+        features = transformer.layout.spec()
+        blocks = [(s, e) for s, e, *_ in features["blocks"]]
+        released = folder.released_marginals(
+            lambda: release_marginals(
+                encoded, features["numeric_width"], blocks, privacy.release_noise, key
+            )
+        )
     limit = allowed_steps(
         privacy.noise_multiplier,
         rate,
@@ -281,8 +315,9 @@ def _private_plan(folder, config, patients, planned, resume):
         privacy.epsilon,
         privacy.delta,
         planned,
+        privacy.release_noise,
     )
-    return {"dpsgd": dpsgd, "rate": rate, "limit": limit}
+    return {"dpsgd": dpsgd, "rate": rate, "limit": limit, "released": released}
 
 
 def _write_guarantee(folder, config, private, wgan):
@@ -290,10 +325,14 @@ def _write_guarantee(folder, config, private, wgan):
     training = config.training
     privacy = training.privacy
     updates = int(wgan.generator_optimizer.iterations.numpy())
-    spent = spent_epsilon(
-        privacy.noise_multiplier, private["rate"], updates, training.critic_steps, privacy.delta
+    accounted = (
+        privacy.noise_multiplier,
+        private["rate"],
+        updates,
+        training.critic_steps,
     )
-    event = dp_event(privacy.noise_multiplier, private["rate"], updates, training.critic_steps)
+    spent = spent_epsilon(*accounted, privacy.delta, privacy.release_noise)
+    event = dp_event(*accounted, privacy.release_noise)
     record = {
         "epsilon": spent,
         "delta": privacy.delta,
@@ -305,7 +344,15 @@ def _write_guarantee(folder, config, private, wgan):
         "sampling_rate": private["rate"],
         "critic_steps": training.critic_steps,
         "accountant": "dp_accounting RdpAccountant, add or remove one patient",
-        "event": str(event.event),
+        "event": str(event),
+        "released": {
+            "terms": sorted(training.alignment),
+            "noise": privacy.release_noise,
+            "statistics": "per numeric a histogram of its encoded values, per discrete "
+            "column its level shares; each patient's part of norm 1 at most",
+        }
+        if privacy.release_noise is not None
+        else None,
         "switched_off": SWITCHED_OFF,
         "owner_only": list(OWNER_ONLY),
     }

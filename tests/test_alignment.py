@@ -209,3 +209,39 @@ def test_tails_weighs_a_missing_extreme_more_than_the_plain_marginal_does():
     plain, tails = (term(encoding)(f32(real), f32(fake)) for term in (Marginal, Tails))
     assert float(plain) == pytest.approx(0.025, rel=1e-5)
     assert float(tails) > 2 * float(plain)
+
+
+def test_released_marginals_replace_the_real_batch_as_the_target():
+    from hg_keras.privacy import RELEASE_BINS, ReleasedMarginals
+
+    rng = np.random.default_rng(5)
+    histogram = rng.random(RELEASE_BINS)
+    released = ReleasedMarginals(
+        histograms=(tuple(histogram / histogram.sum()), (0.2, 0.3, 0.5)),
+        numeric_width=1,
+        blocks=((1, 4),),
+    )
+    fake = np.concatenate(
+        [rng.random((4, 6, 1)), np.eye(3)[rng.integers(0, 3, size=(4, 6))]], axis=-1
+    )
+    # The reference: sorted fake values against the released CDF inverted by a loop
+    # over bins, at the plotting positions (i + 0.5) / n.
+    values = np.sort(fake[..., 0].ravel())
+    cumulative = np.concatenate([[0.0], np.cumsum(histogram / histogram.sum())])
+    targets = []
+    for i in range(len(values)):
+        q = (i + 0.5) / len(values)
+        b = max(j for j in range(RELEASE_BINS) if cumulative[j] <= q)
+        targets.append(
+            (b + (q - cumulative[b]) / (cumulative[b + 1] - cumulative[b])) / RELEASE_BINS
+        )
+    gap = np.abs(values - np.asarray(targets))
+    shares = fake[..., 1:].reshape(-1, 3).mean(axis=0)
+    tvd = 0.5 * np.abs(shares - [0.2, 0.3, 0.5]).sum()
+    encoding = Encoding(numeric_width=1, blocks=((1, 4),), released=released)
+    garbage = f32(np.full((9, 2, 4), 7.0))  # the real batch is not read
+    marginal = float(Marginal(encoding)(garbage, f32(fake)))
+    assert marginal == pytest.approx((gap.mean() + tvd) / 2, abs=2e-3)
+    q = (np.arange(len(values)) + 0.5) / len(values)
+    weighted = (gap / (np.pi * np.sqrt(q * (1 - q)))).mean()
+    assert float(Tails(encoding)(garbage, f32(fake))) == pytest.approx(weighted, abs=2e-3)

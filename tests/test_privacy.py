@@ -22,11 +22,17 @@ from hg_keras.losses import gradient_penalty
 from hg_keras.models import Critic
 from hg_keras.privacy import (
     ORDERS,
+    RELEASE_BINS,
+    ReleasedMarginals,
     allowed_steps,
     calibrate,
+    calibrate_release,
     clip_and_noise,
     gaussian_noise,
+    noised_marginals,
+    patient_marginals,
     per_patient_gradients,
+    release_marginals,
     spent_epsilon,
 )
 from hg_keras.training import train
@@ -168,6 +174,78 @@ def test_accountant_equals_dp_accounting_directly(critic_steps):
     assert spent_epsilon(noise, rate, limit + 1, critic_steps, delta) > 2.0
 
 
+def test_the_release_and_the_updates_are_accounted_together():
+    rate, steps, delta, release = 0.05, 400, 1e-5, 8.0
+    accountant = dp_accounting.rdp.RdpAccountant(ORDERS)
+    accountant.compose(dp_accounting.GaussianDpEvent(release))
+    gaussian = dp_accounting.GaussianDpEvent(1.3)
+    accountant.compose(dp_accounting.PoissonSampledDpEvent(rate, gaussian), steps)
+    expected = accountant.get_epsilon(delta)
+    assert spent_epsilon(1.3, rate, steps, 1, delta, release) == pytest.approx(expected)
+    alone = dp_accounting.rdp.RdpAccountant(ORDERS)
+    alone.compose(dp_accounting.GaussianDpEvent(release))
+    assert spent_epsilon(1.3, rate, 0, 1, delta, release) == pytest.approx(alone.get_epsilon(delta))
+    # Calibrated for a share, the release spends it; the updates get what is left.
+    noise = calibrate_release(0.6, delta)
+    assert spent_epsilon(1.0, rate, 0, 1, delta, noise) == pytest.approx(0.6, abs=1e-3)
+    sigma = calibrate(2.0, delta, rate, steps, 1, noise)
+    assert spent_epsilon(sigma, rate, steps, 1, delta, noise) <= 2.0
+    assert sigma > calibrate(2.0, delta, rate, steps, 1)
+
+
+# The released marginals
+
+
+def test_each_patients_marginals_are_a_loop_over_its_steps_of_norm_at_most_one():
+    rng = np.random.default_rng(0)
+    patients, steps = 7, 5
+    numeric = rng.uniform(0, 1, (patients, steps, 2))
+    numeric[0, :, 0] = 1.0  # the upper edge falls in the last bin
+    levels = rng.integers(0, 3, (patients, steps))
+    encoded = np.concatenate([numeric, np.eye(3)[levels]], axis=2)
+    got = patient_marginals(encoded, 2, [(2, 5)])
+    for p in range(patients):
+        parts = []
+        for column in range(2):
+            histogram = np.zeros(RELEASE_BINS)
+            for t in range(steps):
+                histogram[min(int(numeric[p, t, column] * RELEASE_BINS), RELEASE_BINS - 1)] += 1
+            parts.append(histogram / steps)
+        parts.append(np.bincount(levels[p], minlength=3) / steps)
+        np.testing.assert_allclose(got[p], np.concatenate(parts) / np.sqrt(3))
+    assert np.linalg.norm(got, axis=1).max() <= 1.0 + 1e-12
+    # A patient whose every value sits in one bin reaches the bound.
+    constant = np.concatenate([np.full((1, steps, 2), 0.5), np.eye(3)[[0] * steps][None]], 2)
+    assert np.linalg.norm(patient_marginals(constant, 2, [(2, 5)])) == pytest.approx(1.0)
+
+
+def test_the_release_adds_noise_of_its_scale_and_keeps_the_cohorts_shares():
+    rng = np.random.default_rng(1)
+    encoded = np.concatenate(
+        [rng.beta(2, 5, (4000, 3, 1)), np.eye(2)[(rng.random((4000, 3)) < 0.3).astype(int)]],
+        axis=2,
+    )
+    summed = patient_marginals(encoded, 1, [(1, 3)]).sum(axis=0)
+    noise = np.stack(
+        [noised_marginals(encoded, 1, [(1, 3)], 2.5, key) - summed for key in range(200)]
+    )
+    assert abs(noise.std() / 2.5 - 1) < 0.03 and abs(noise.mean()) < 0.05
+    released = release_marginals(encoded, 1, [(1, 3)], noise=2.5, key=3)
+    np.testing.assert_allclose(released.histograms[1], [0.7, 0.3], atol=0.02)
+    true = summed[:RELEASE_BINS] / summed[:RELEASE_BINS].sum()
+    np.testing.assert_allclose(released.histograms[0], true, atol=0.01)
+    np.testing.assert_allclose(released.shares(3), [0, *released.histograms[1]])
+    # The quantile function against NumPy's quantiles of the pooled values.
+    true = np.quantile(encoded[..., 0], [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(released.quantiles()[[25, 128, 230], 0], true, atol=0.03)
+    assert ReleasedMarginals.from_dict(json.loads(json.dumps(released.to_dict()))) == released
+    # Noise that swamps a part leaves it uniform, not undefined.
+    key = next(
+        k for k in range(100) if (noised_marginals(encoded[:0], 1, [(1, 3)], 1, k) < 0)[-2:].all()
+    )
+    assert release_marginals(encoded[:0], 1, [(1, 3)], 1, key).histograms[1] == (0.5, 0.5)
+
+
 # Runs
 
 
@@ -178,9 +256,13 @@ def test_private_run_records_its_guarantee_and_stops_at_the_budget(private_run, 
     assert info["delta"] == pytest.approx(1 / 60**1.1)
     assert info["updates"] == 12  # 10 updates round up to whole epochs of 4 batches
     assert info["budget_spent"]
+    release = info["released"]["noise"]
+    assert info["released"]["terms"] == ["marginal", "tails"]
     assert info["epsilon"] == pytest.approx(
-        spent_epsilon(info["noise_multiplier"], 16 / 60, 12, 1, info["delta"])
+        spent_epsilon(info["noise_multiplier"], 16 / 60, 12, 1, info["delta"], release)
     )
+    # The release alone spends its share of the target.
+    assert spent_epsilon(1.0, 0.1, 0, 1, info["delta"], release) == pytest.approx(0.6, abs=1e-3)
     # Asked for more, the run stops where the budget ends.
     train(resume=True, out=private_run, data=str(cohort[0]), updates=40, verbose=0)
     again = json.loads((private_run / "run.json").read_text())["privacy"]
@@ -201,7 +283,10 @@ def test_a_resumed_private_run_spends_what_an_uninterrupted_one_does(private_run
         callbacks=[StopAfterFirstEpoch()],
     )
     half = json.loads((split / "run.json").read_text())["privacy"]
+    released = (split / "checkpoint" / "released.json").read_text()
     train(resume=True, out=split, data=str(cohort[0]), verbose=0)
+    # Resumed, the run reuses its release: released once, counted once.
+    assert (split / "checkpoint" / "released.json").read_text() == released
     done = json.loads((split / "run.json").read_text())["privacy"]
     whole = json.loads((private_run / "run.json").read_text())["privacy"]
     assert half["updates"] == 3 and half["epsilon"] < whole["epsilon"]
@@ -269,9 +354,14 @@ def test_private_training_refuses_what_would_read_the_data(tmp_path):
         private_config(privacy={"epsilon": 0})
     with pytest.raises(InputError, match="privacy has no field 'epsilom'"):
         private_config(privacy={"epsilom": 1})
+    with pytest.raises(InputError, match="privacy.release: 'temporal' cannot align"):
+        private_config(privacy={"epsilon": 1, "release": ["temporal"]})
+    with pytest.raises(InputError, match="privacy.release_share must be below 1"):
+        private_config(privacy={"epsilon": 1, "release_share": 1})
     config = private_config()
-    assert config.training.alignment == {} and not config.model.conditional
-    assert config.training.validation == 0
+    assert set(config.training.alignment) == {"marginal", "tails"}
+    assert not config.model.conditional and config.training.validation == 0
+    assert private_config(privacy={"epsilon": 1, "release": []}).training.alignment == {}
 
 
 def test_declared_bounds_set_the_scale_and_clip():
@@ -313,7 +403,7 @@ def test_synthesizer_and_cli_take_a_privacy_target(tmp_path):
     synth = Synthesizer(str(path), privacy={"epsilon": 2, "clip_norm": 0.5})
     privacy = synth.config.training.privacy
     assert (privacy.epsilon, privacy.clip_norm) == (2.0, 0.5)
-    assert synth.config.training.alignment == {}
+    assert set(synth.config.training.alignment) == {"marginal", "tails"}
     cohort = tmp_path / "cohort.csv"
     private_cohort(cohort, patients=32, steps=2)
     args = ["train", "--config", str(path), "--data", str(cohort), "--no-evaluation", "--no-export"]

@@ -220,7 +220,9 @@ def train(
     if guarantee:
         click.echo(
             f"privacy:           ({guarantee['epsilon']:.3g}, {guarantee['delta']:.3g})-"
-            f"differentially private per patient after {guarantee['updates']} updates"
+            f"differentially private per patient after "
+            + ("the marginals' release and " if guarantee.get("released") else "")
+            + f"{guarantee['updates']} updates"
             + (" (budget spent)" if guarantee["budget_spent"] else "")
         )
     click.echo(f"trained generator: {synth.folder.generator_path}")

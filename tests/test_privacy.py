@@ -261,6 +261,11 @@ def test_private_run_records_its_guarantee_and_stops_at_the_budget(private_run, 
     assert info["epsilon"] == pytest.approx(
         spent_epsilon(info["noise_multiplier"], 16 / 60, 12, 1, info["delta"], release)
     )
+    from hg_keras.evaluation.report import _guarantee
+
+    assert "a release of the cohort's marginals (for marginal, tails) and 12 generator" in (
+        _guarantee(info)
+    )
     # The release alone spends its share of the target.
     assert spent_epsilon(1.0, 0.1, 0, 1, info["delta"], release) == pytest.approx(0.6, abs=1e-3)
     # Asked for more, the run stops where the budget ends.
@@ -409,7 +414,7 @@ def test_synthesizer_and_cli_take_a_privacy_target(tmp_path):
     args = ["train", "--config", str(path), "--data", str(cohort), "--no-evaluation", "--no-export"]
     result = CliRunner().invoke(cli, [*args, "--epsilon", "5", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "-differentially private per patient after" in result.output
+    assert "-differentially private per patient after the marginals' release and" in (result.output)
     info = json.loads((tmp_path / "run" / "run.json").read_text())["privacy"]
     assert info["target_epsilon"] == 5.0 and info["epsilon"] <= 5.0
     refused = CliRunner().invoke(cli, [*args, "--epsilon", "0", "--out", str(tmp_path / "r2")])

@@ -347,9 +347,18 @@ def _guarantee(record):
         )
     return (
         f"<p><b>Differential privacy</b>: ({record['epsilon']:.3g}, {record['delta']:.3g})"
-        f" per patient after {record['updates']} generator updates (target epsilon "
+        f" per patient after {_release_text(record)}{record['updates']} generator updates"
+        f" (target epsilon "
         f"{record['target_epsilon']:g}; {html.escape(record['accountant'])}).</p>"
     )
+
+
+def _release_text(record):
+    """ "the release of ... and " when the run released cohort marginals, else ""."""
+    released = record.get("released")
+    if not released:
+        return ""
+    return f"a release of the cohort's marginals (for {', '.join(released['terms'])}) and "
 
 
 def _html(metrics, figures):

@@ -177,14 +177,14 @@ def run_real(cohort, name, seed, updates, work, max_epochs, epsilon=None):
     (``cohorts/<cohort>-private.yaml``; ``embedded``: the embedded cohort's), privately
     unless `epsilon` is infinite.
     """
-    from real_cohorts import SCHEMAS, write
+    from real_cohorts import SCHEMAS, write, write_embedded
 
     if cohort == "embedded":
-        data, schema = None, SCHEMAS / "art4hiv-private.yaml"
+        data, schema = write_embedded(Path(work) / "cohorts"), SCHEMAS / "art4hiv-private.yaml"
     else:
         data, schema = write(cohort, Path(work) / "cohorts")
     if epsilon is not None:
-        schema = schema.with_name(f"{cohort}-private.yaml") if data is not None else schema
+        schema = schema.with_name(f"{cohort}-private.yaml") if cohort != "embedded" else schema
     out = Path(work) / f"{cohort}-{Path(name).stem}-seed{seed}"
     done = out / "quality.json"
     if done.exists():  # an interrupted benchmark keeps the runs it finished

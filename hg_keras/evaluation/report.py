@@ -354,7 +354,7 @@ def _guarantee(record):
 
 
 def _release_text(record):
-    """ "the release of ... and " when the run released cohort marginals, else ""."""
+    """The guarantee's words for a release of cohort marginals ("" without one)."""
     released = record.get("released")
     if not released:
         return ""

@@ -103,16 +103,14 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_on_loopback_train_and_the_chief_writes_once(
-    tmp_path, tiny_default_config_path
-):
+def test_two_workers_on_loopback_train_and_the_chief_writes_once(tmp_path, tiny_config_path):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     out = tmp_path / "run"
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         args = ["cli.py", "train", "--no-evaluation", "--no-export"]
-        args += ["--config", tiny_default_config_path]
+        args += ["--config", tiny_config_path]
         args += ["--strategy", "multiworker", "--out", out]
         processes.append(_python(args, env={"TF_CONFIG": json.dumps(tf_config)}))
     (chief_code, chief), (worker_code, worker) = [_finish(p) for p in processes]

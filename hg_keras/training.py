@@ -411,7 +411,8 @@ def _fit_encoding(config, frame, holdout):
         rules = ", ".join(f"{name} under {flag}={code}" for name, flag, code in found)
         log.info("carried forward (detected): %s", rules or "none")
     joint = config.model.discrete_output == "joint"
-    transformer = CohortTransformer(config.schema, joint=joint).fit(frame)
+    private = config.training.privacy is not None
+    transformer = CohortTransformer(config.schema, joint=joint).fit(frame, private=private)
     for compound in transformer.compounds:
         log.info(
             "modelled together: %s (%d combinations)",

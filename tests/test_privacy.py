@@ -15,7 +15,7 @@ import yaml
 
 from hg_keras.config import Config
 from hg_keras.data.schema import Schema
-from hg_keras.data.transforms import CohortTransformer
+from hg_keras.data.transforms import CohortTransformer, renewal_rate
 from hg_keras.errors import InputError
 from hg_keras.export import export_run
 from hg_keras.losses import gradient_penalty
@@ -326,10 +326,16 @@ def test_a_private_export_ships_no_statistic_of_the_data(private_run, cohort):
         statistics += [values.min(), values.max(), np.median(values)]
         statistics += [np.log1p(values.min()), np.log1p(values.max())]
     statistics.append(frame.groupby("pid").Sex.first().mean())
+    statistics.append(renewal_rate(frame, "Drug", "pid"))
     needles = _number_bytes(statistics)
     shipped = _shipped_bytes(private_run)
     leaks = [n for n in needles for blob in shipped if n in blob]
     assert not leaks
+    # No group counts; a drawn level changes only as much as the generated
+    # probabilities do.
+    transforms = json.loads((private_run / "transforms.json").read_text())
+    assert transforms.get("static_groups", []) == []
+    assert transforms["renewal_rates"] == {"Drug": 0.0}
     # The same search finds the range that a schema without bounds fits and ships.
     schema = Schema.from_dict(
         {
@@ -366,6 +372,7 @@ def test_private_training_refuses_what_would_read_the_data(tmp_path):
     config = private_config()
     assert set(config.training.alignment) == {"marginal", "tails"}
     assert not config.model.conditional and config.training.validation == 0
+    assert config.model.discrete_output == "persistent"
     assert private_config(privacy={"epsilon": 1, "release": []}).training.alignment == {}
 
 

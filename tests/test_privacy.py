@@ -17,7 +17,9 @@ from hg_keras.config import Config
 from hg_keras.data.schema import Schema
 from hg_keras.data.transforms import CohortTransformer, renewal_rate
 from hg_keras.errors import InputError
+from hg_keras.evaluation.privacy import membership_auc
 from hg_keras.export import export_run
+from hg_keras.holdout import load_training_cohort
 from hg_keras.losses import gradient_penalty
 from hg_keras.models import Critic
 from hg_keras.privacy import (
@@ -35,6 +37,7 @@ from hg_keras.privacy import (
     release_marginals,
     spent_epsilon,
 )
+from hg_keras.sampling import TrainedRun
 from hg_keras.training import train
 
 PRIVATE_CONFIG = """
@@ -297,6 +300,52 @@ def test_a_resumed_private_run_spends_what_an_uninterrupted_one_does(private_run
     assert half["updates"] == 3 and half["epsilon"] < whole["epsilon"]
     assert done["updates"] == whole["updates"] == 12
     assert done["epsilon"] == pytest.approx(whole["epsilon"])
+
+
+MEMORISED_FEATURES = 6
+
+
+def memorisable_config(privacy):
+    """A deliberately overfitted run: 12 training patients, each a point of 6 static
+    uniform values, seen 300 times; 12 more held out."""
+    variables = [
+        {"name": f"x{i}", "kind": "numeric", "static": True, "transform": "minmax",
+         "bounds": [0, 100]}
+        for i in range(MEMORISED_FEATURES)
+    ]  # fmt: skip
+    variables.append({"name": "d", "kind": "binary", "levels": {0: "No", 1: "Yes"}})
+    return Config.from_dict(
+        {
+            "schema": {"id": "pid", "time": "t", "variables": variables},
+            "model": {"latent_dim": 8, "patient_latent_dim": 4, "hidden_units": 32},
+            "training": {"batch_size": 12, "updates": 300, "critic_steps": 1, "holdout": 12,
+                         "validation": 0, "seed": 0, "privacy": privacy},
+        }
+    )  # fmt: skip
+
+
+def test_privacy_lowers_the_membership_auc_of_a_run_that_memorises(tmp_path):
+    # Independent points in 6 dimensions: a held-out patient is far from every
+    # training one, so a generator that reproduces its training patients gives
+    # them away to the distance attack.
+    rng = np.random.default_rng(10)
+    values = rng.uniform(0, 100, (24, MEMORISED_FEATURES))
+    frame = pd.DataFrame(
+        [{"pid": p, "t": t, **{f"x{i}": v for i, v in enumerate(values[p])},
+          "d": int(rng.random() < 0.5)} for p in range(24) for t in range(2)]
+    )  # fmt: skip
+    path = tmp_path / "cohort.csv"
+    frame.to_csv(path, index=False)
+    auc = {}
+    for name, privacy in (("plain", None), ("private", {"epsilon": 1})):
+        run = TrainedRun(train(memorisable_config(privacy), data=str(path),
+                               out=tmp_path / name, verbose=0))  # fmt: skip
+        members, others = load_training_cohort(run.config, str(path), with_holdout=True)
+        encode = run.transformer.encode
+        synthetic = encode(run.sample_frame(200, seed=0))
+        auc[name] = membership_auc(synthetic, encode(members), encode(others))
+    assert auc["plain"] > 0.7, auc  # memorised
+    assert auc["private"] < auc["plain"] - 0.15, auc
 
 
 def _number_bytes(values):

@@ -73,8 +73,7 @@ SWITCHED_OFF = {
     "model.conditional": "conditions would be the real patients' static groups",
     "model.discrete_output": (
         "renewal rates and compound levels are statistics of the data: codes are drawn "
-        "from the generated probabilities and renewed only when they change "
-        "(persistent, renewal 0)"
+        "from the generated probabilities every month (sample)"
     ),
     "model.carry_forward": "detecting carried values reads the data",
 }
@@ -261,7 +260,7 @@ def private_settings(model, training):
     """(model, training) with every lever that reads data outside the critic off,
     but the alignment terms of ``privacy.release``, which take released targets."""
     model = dataclasses.replace(
-        model, conditional=False, discrete_output="persistent", carry_forward="declared"
+        model, conditional=False, discrete_output="sample", carry_forward="declared"
     )
     release = training.privacy.release if training.privacy is not None else ()
     alignment = {k: w for k, w in training.alignment.items() if k in release and w}

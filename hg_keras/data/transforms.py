@@ -240,9 +240,8 @@ class CohortTransformer:
         With `private` (:mod:`hg_keras.privacy`) nothing is read from the
         data: numeric ranges come from the schema's ``bounds``, a missing
         value's last-resort fill is the middle of the bounds or the first
-        code, no compounds or groups are kept, and every renewal rate is 0
-        (a level changes only as much as the generated probabilities do);
-        the cohort's one length (a fixed-length design) is the only thing kept.
+        code, and no compounds, groups or renewal rates are kept; the
+        cohort's one length (a fixed-length design) is the only thing kept.
         """
         lengths = frame.groupby(self.schema.id, sort=False).size()
         self._set_compounds([])
@@ -251,9 +250,7 @@ class CohortTransformer:
             self.length_counts = {int(lengths.max()): 1}
             self.integer_time = True
             self.static_groups = []
-            self.renewal_rates = {
-                v.name: 0.0 for v in self.model_schema.variables if not (v.is_numeric or v.static)
-            }
+            self.renewal_rates = {}
             self.numeric_params = {
                 v.name: self._numeric_params(v, None)
                 for v in self.model_schema.variables

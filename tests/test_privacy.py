@@ -307,7 +307,7 @@ MEMORISED_FEATURES = 6
 
 def memorisable_config(privacy):
     """A deliberately overfitted run: 12 training patients, each a point of 6 static
-    uniform values, seen 300 times; 12 more held out."""
+    uniform values, seen 200 times; 12 more held out."""
     variables = [
         {"name": f"x{i}", "kind": "numeric", "static": True, "transform": "minmax",
          "bounds": [0, 100]}
@@ -318,7 +318,7 @@ def memorisable_config(privacy):
         {
             "schema": {"id": "pid", "time": "t", "variables": variables},
             "model": {"latent_dim": 8, "patient_latent_dim": 4, "hidden_units": 32},
-            "training": {"batch_size": 12, "updates": 300, "critic_steps": 1, "holdout": 12,
+            "training": {"batch_size": 12, "updates": 200, "critic_steps": 1, "holdout": 12,
                          "validation": 0, "seed": 0, "privacy": privacy},
         }
     )  # fmt: skip

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hg_keras.callbacks import WEIGHTS, completed_epochs  # noqa: E402
+from hg_keras.callbacks import STATE, completed_epochs, restore_state  # noqa: E402
 from hg_keras.data.transforms import PAD  # noqa: E402
 from hg_keras.holdout import load_training_cohort  # noqa: E402
 from hg_keras.losses import wasserstein_generator_loss  # noqa: E402
@@ -36,7 +36,7 @@ def shares(run_dir, batches=4, seed=0):
     frame = load_training_cohort(config, folder.read_info().get("data"))
     encoded = transformer.encode(frame).astype(np.float32)
     wgan = build_wgan(config, transformer, encoded)
-    wgan.load_weights(folder.checkpoint_dir / WEIGHTS)
+    restore_state(wgan, folder.checkpoint_dir / STATE)
     rng = np.random.default_rng(seed)
     variables = wgan.generator.trainable_variables
     norms, wasserstein = {}, []

@@ -31,7 +31,7 @@ def test_train_one_tiny_epoch_writes_a_loadable_run(tmp_path, tiny_config_path):
         "run.json",
         "transforms.json",
         "generator.keras",
-        "checkpoint/latest.weights.h5",
+        "checkpoint/latest.state.npz",
         "logs/history.csv",
         "serving/hg_keras/1/saved_model.pb",
     ):

@@ -17,7 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli import cli
-from hg_keras.callbacks import EpochCheckpoint, NonFiniteGuard, completed_epochs
+from hg_keras.callbacks import (
+    STATE,
+    EpochCheckpoint,
+    NonFiniteGuard,
+    completed_epochs,
+    restore_state,
+    save_state,
+)
 from hg_keras.data import Schema, load_cohort
 from hg_keras.errors import InputError, TrainingError
 
@@ -129,9 +136,36 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     ):
         guard.raise_if_failed(tmp_path / "ckpt")
     restored = keras.models.clone_model(model)
-    restored.load_weights(tmp_path / "ckpt" / "latest.weights.h5")
+    restored.compile("sgd", "mse")
+    restored.optimizer.build(restored.trainable_variables)
+    restore_state(restored, tmp_path / "ckpt" / STATE)
     for a, b in zip(good, restored.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert int(restored.optimizer.iterations.numpy()) == 2  # two batches of the good epoch
+
+
+def _small_model(width, optimizer="adam"):
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(width)(keras.layers.Dense(4)(inputs)))
+    model.compile(optimizer, "mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def test_saved_state_restores_weights_and_optimizer_slots_and_refuses_another_model(tmp_path):
+    keras.utils.set_random_seed(0)
+    trained = _small_model(2)
+    trained.fit(np.ones((8, 3)), np.zeros((8, 2)), epochs=2, batch_size=4, verbose=0)
+    save_state(trained, tmp_path / STATE)
+    fresh = _small_model(2)
+    restore_state(fresh, tmp_path / STATE)
+    for a, b in zip(trained.optimizer.variables, fresh.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    for a, b in zip(trained.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations.numpy()) == 4
+    with pytest.raises(TrainingError, match=r"latest\.state\.npz: the checkpoint holds .* another"):
+        restore_state(_small_model(5), tmp_path / STATE)
 
 
 def test_diverging_training_is_one_line(tmp_path, tiny_config_path):

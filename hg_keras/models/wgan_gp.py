@@ -137,6 +137,11 @@ class WGANGP(keras.Model):
         generator_optimizer.build(self.generator.trainable_variables)
         critic_optimizer.build(self.critic.trainable_variables)
 
+    @property
+    def optimizers(self):
+        """Both optimizers, generator's first: what a checkpoint saves besides the weights."""
+        return [self.generator_optimizer, self.critic_optimizer]
+
     # Nothing in it depends on a tensor's value: autograph has nothing to convert.
     @tf.autograph.experimental.do_not_convert
     def call(self, real, training=False):

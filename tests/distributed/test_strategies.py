@@ -122,7 +122,7 @@ def test_two_workers_on_loopback_train_and_the_chief_writes_once(tmp_path, tiny_
     assert "worker done" in worker and "trained generator:" not in worker
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
         "checkpoint.json",
-        "latest.weights.h5",
+        "latest.state.npz",
     ]
     assert json.loads((out / "checkpoint" / "checkpoint.json").read_text())["epoch"] == 1
     assert len(pd.read_csv(out / "logs" / "history.csv")) == 1

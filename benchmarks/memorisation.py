@@ -1,19 +1,22 @@
 """Does differential privacy stop a run that memorises its patients from leaking them?
 
 Usage:
-    python benchmarks/memorisation.py [--seeds 0 1] [--updates 600] [--epsilon 1]
+    python benchmarks/memorisation.py [--seeds 0 1 2] [--epsilon 1]
         [--work runs/memorisation]
 
-A deliberately overfitted small run: 10 training and 10 held-out patients of
-``tests/test_privacy.py``'s private cohort, 4 steps, batch 10, `--updates`
-generator updates, the default model at toy width. The same run
-with and without privacy samples 200 patients; the membership AUC is the
-package's distance attack (``hg_keras.evaluation.privacy.membership_auc``:
-0.5 no leakage, 1 full). Prints one line per run and a JSON summary.
+The deliberately overfitted run of ``tests/test_privacy.py``'s memorisation
+test, over several training seeds: 12 patients, each 6 static uniform values
+and a coin, all trained, batch 12, 300 generator updates, the default model
+at toy width. The same run with and without privacy samples 200 patients; the
+membership AUC is the package's distance attack
+(``hg_keras.evaluation.privacy.membership_auc``: 0.5 no leakage, 1 full)
+against 400 fresh non-members from the same distribution. Prints one line per
+run, the AUC's chance spread, and a JSON summary.
 """
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,37 +24,32 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import yaml  # noqa: E402
-from test_privacy import PRIVATE_CONFIG, private_cohort  # noqa: E402
+import numpy as np  # noqa: E402
+from test_privacy import (  # noqa: E402
+    MEMBERS,
+    NON_MEMBERS,
+    memorisable_config,
+    uniform_patients,
+)
 
-from hg_keras.config import Config  # noqa: E402
 from hg_keras.evaluation.privacy import membership_auc  # noqa: E402
-from hg_keras.holdout import load_training_cohort  # noqa: E402
 from hg_keras.sampling import TrainedRun  # noqa: E402
 from hg_keras.training import train  # noqa: E402
 
 
-def memorisation_auc(work, seed=0, updates=600, epsilon=None):
+def memorisation_auc(work, seed=0, epsilon=None):
     """Membership AUC of one run (`epsilon` None: without privacy)."""
     work = Path(work)
-    path = work / f"cohort-{seed}.csv"
+    rng = np.random.default_rng(10)
+    members, others = uniform_patients(rng, MEMBERS), uniform_patients(rng, NON_MEMBERS)
+    path = work / "cohort.csv"
     work.mkdir(parents=True, exist_ok=True)
-    private_cohort(path, patients=20, steps=4, seed=seed + 1)
-    data = yaml.safe_load(PRIVATE_CONFIG)
-    data["model"]["hidden_units"] = 16
-    data["training"].update(
-        batch_size=10,
-        holdout=10,
-        updates=updates,
-        critic_steps=1,
-        seed=seed,
-        privacy=None if epsilon is None else {"epsilon": epsilon},
-    )
+    members.to_csv(path, index=False)
+    privacy = None if epsilon is None else {"epsilon": epsilon}
     out = work / f"seed{seed}-{'plain' if epsilon is None else f'epsilon{epsilon:g}'}"
     if not (out / "generator.keras").exists():
-        train(Config.from_dict(data), data=str(path), out=out, verbose=0)
+        train(memorisable_config(privacy, seed=seed), data=str(path), out=out, verbose=0)
     run = TrainedRun(out)
-    members, others = load_training_cohort(run.config, str(path), with_holdout=True)
     encode = run.transformer.encode
     synthetic = encode(run.sample_frame(200, seed=0))
     return membership_auc(synthetic, encode(members), encode(others))
@@ -59,18 +57,19 @@ def memorisation_auc(work, seed=0, updates=600, epsilon=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--updates", type=int, default=600)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--work", default="runs/memorisation")
     args = parser.parse_args(argv)
+    spread = math.sqrt((MEMBERS + NON_MEMBERS + 1) / (12 * MEMBERS * NON_MEMBERS))
+    print(f"chance: AUC 0.5, spread {spread:.3f}", flush=True)
     results = []
     for seed in args.seeds:
         for epsilon in (None, args.epsilon):
-            auc = memorisation_auc(args.work, seed, args.updates, epsilon)
+            auc = memorisation_auc(args.work, seed, epsilon)
             results.append({"seed": seed, "epsilon": epsilon, "membership_auc": auc})
             print(f"seed {seed}, epsilon {epsilon or 'inf'}: membership AUC {auc:.3f}", flush=True)
-    print(json.dumps(results))
+    print(json.dumps({"chance_spread": spread, "runs": results}))
 
 
 if __name__ == "__main__":

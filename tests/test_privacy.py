@@ -305,7 +305,7 @@ MEMORISED_FEATURES = 6
 MEMBERS, NON_MEMBERS = 12, 400
 
 
-def memorisable_config(privacy):
+def memorisable_config(privacy, seed=0):
     """A deliberately overfitted run: 12 patients, each a point of 6 static uniform
     values, all trained, each seen 300 times."""
     variables = [
@@ -319,12 +319,13 @@ def memorisable_config(privacy):
             "schema": {"id": "pid", "time": "t", "variables": variables},
             "model": {"latent_dim": 8, "patient_latent_dim": 4, "hidden_units": 32},
             "training": {"batch_size": MEMBERS, "updates": 300, "critic_steps": 1, "holdout": 0,
-                         "validation": 0, "seed": 0, "privacy": privacy},
+                         "validation": 0, "seed": seed, "privacy": privacy},
         }
     )  # fmt: skip
 
 
-def _uniform_patients(rng, count):
+def uniform_patients(rng, count):
+    """`count` patients of 2 steps: 6 static uniform values in [0, 100] and a coin."""
     values = rng.uniform(0, 100, (count, MEMORISED_FEATURES))
     return pd.DataFrame(
         [{"pid": p, "t": t, **{f"x{i}": v for i, v in enumerate(values[p])},
@@ -339,7 +340,7 @@ def test_privacy_lowers_the_membership_auc_of_a_run_that_memorises(tmp_path):
     # from the same distribution, many of them, so the AUC of a generator that
     # learned nothing about its patients is 0.5 with a known spread (Mann-Whitney).
     rng = np.random.default_rng(10)
-    members, others = _uniform_patients(rng, MEMBERS), _uniform_patients(rng, NON_MEMBERS)
+    members, others = uniform_patients(rng, MEMBERS), uniform_patients(rng, NON_MEMBERS)
     path = tmp_path / "cohort.csv"
     members.to_csv(path, index=False)
     spread = math.sqrt((MEMBERS + NON_MEMBERS + 1) / (12 * MEMBERS * NON_MEMBERS))

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hg_keras.data.transforms import PAD
 from hg_keras.errors import InputError
 from hg_keras.layers.gate_lstm import first_order_only
 from hg_keras.losses import gradient_penalty
@@ -72,8 +73,8 @@ SWITCHED_OFF = {
     "training.rebalance": "group frequencies are a statistic of the data",
     "model.conditional": "conditions would be the real patients' static groups",
     "model.discrete_output": (
-        "renewal rates and compound levels are statistics of the data: codes are drawn "
-        "from the generated probabilities every month (sample)"
+        "compound levels and the data's renewal rates are statistics of the data: codes "
+        "are drawn persistently, renewed at the rates of the released switch shares"
     ),
     "model.carry_forward": "detecting carried values reads the data",
 }
@@ -260,7 +261,7 @@ def private_settings(model, training):
     """(model, training) with every lever that reads data outside the critic off,
     but the alignment terms of ``privacy.release``, which take released targets."""
     model = dataclasses.replace(
-        model, conditional=False, discrete_output="sample", carry_forward="declared"
+        model, conditional=False, discrete_output="persistent", carry_forward="declared"
     )
     release = training.privacy.release if training.privacy is not None else ()
     alignment = {k: w for k, w in training.alignment.items() if k in release and w}
@@ -268,23 +269,27 @@ def private_settings(model, training):
     return model, training
 
 
-def patient_marginals(encoded, numeric_width, blocks):
+def patient_marginals(encoded, numeric_width, blocks, dynamic=()):
     """Each patient's marginals as one vector of L2 norm at most 1.
 
     Per numeric, the shares of the patient's steps in each of
     :data:`RELEASE_BINS` equal bins of the encoded [0, 1]; per discrete
-    block, the shares of its levels. Each part sums to 1 and is
-    non-negative, so its norm is at most 1; the parts are scaled by
-    ``1 / sqrt(parts)``. Adding or removing a patient moves the cohort's sum
-    by at most 1: the sensitivity the release's noise is scaled to.
+    block, the shares of its levels; per time-varying block in `dynamic`,
+    the shares of the patient's month-to-month transitions that keep and
+    that change its level (zeros for a patient of one step). Each part sums
+    to 1 at most and is non-negative, so its norm is at most 1; the parts are
+    scaled by ``1 / sqrt(parts)``. Adding or removing a patient moves the
+    cohort's sum by at most 1: the sensitivity the release's noise is scaled to.
 
     Args:
-        encoded: array `(patients, time, width)`, the encoded cohort.
+        encoded: array `(patients, time, width)`, the encoded cohort (padded
+            steps all :data:`hg_keras.data.transforms.PAD`).
         numeric_width: int, the numerics are the first columns.
         blocks: list of `(start, end)` of the one-hot blocks.
+        dynamic: list of `(start, end)`, the time-varying ones among `blocks`.
 
     Returns:
-        array `(patients, numeric_width * RELEASE_BINS + block columns)`.
+        array `(patients, numeric_width * RELEASE_BINS + block columns + 2 * len(dynamic))`.
     """
     encoded = np.asarray(encoded, np.float64)
     patients, steps = encoded.shape[:2]
@@ -295,6 +300,15 @@ def patient_marginals(encoded, numeric_width, blocks):
         np.add.at(histogram, (np.arange(patients)[:, None], bins), 1.0 / steps)
         parts.append(histogram)
     parts += [encoded[..., start:end].mean(axis=1) for start, end in blocks]
+    valid = np.any(encoded != PAD, axis=-1)
+    transitions = valid[:, 1:] & valid[:, :-1]
+    counts = np.maximum(transitions.sum(axis=1), 1)
+    for start, end in dynamic:
+        levels = encoded[..., start:end].argmax(axis=-1)
+        switched = (levels[:, 1:] != levels[:, :-1]) & transitions
+        share = switched.sum(axis=1) / counts
+        kept = np.where(transitions.any(axis=1), 1.0 - share, 0.0)
+        parts.append(np.stack([kept, share], axis=1))
     return np.concatenate(parts, axis=1) / math.sqrt(len(parts))
 
 
@@ -304,15 +318,18 @@ class ReleasedMarginals:
     of a private run.
 
     Args:
-        histograms: tuple of tuples, per numeric then per discrete block,
-            the noised shares (clipped at 0, summing to 1).
+        histograms: tuple of tuples, per numeric, then per discrete block,
+            then per time-varying block the shares of transitions that keep
+            and change its level: the noised shares (clipped at 0, summing to 1).
         numeric_width: int.
         blocks: tuple of `(start, end)`.
+        dynamic: tuple of `(start, end)`, the time-varying blocks.
     """
 
     histograms: tuple
     numeric_width: int
     blocks: tuple
+    dynamic: tuple = ()
 
     def quantiles(self):
         """`(QUANTILE_LEVELS, numeric_width)`: each numeric's quantile function at
@@ -332,6 +349,18 @@ class ReleasedMarginals:
             out[start:end] = shares
         return out
 
+    def renewal_rates(self):
+        """Per time-varying block, the renewal rate that makes a persistent draw
+        switch as often as the released transitions do
+        (:func:`hg_keras.data.transforms.renewal_rate` on released shares)."""
+        levels = dict(zip(self.blocks, self.histograms[self.numeric_width :]))
+        switches = self.histograms[self.numeric_width + len(self.blocks) :]
+        rates = []
+        for block, (_, switch) in zip(self.dynamic, switches):
+            spread = 1.0 - float(np.sum(np.square(levels[block])))
+            rates.append(float(np.clip(switch / spread, 0.0, 1.0)) if spread > 0 else 0.0)
+        return rates
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -341,33 +370,37 @@ class ReleasedMarginals:
             histograms=tuple(tuple(h) for h in values["histograms"]),
             numeric_width=int(values["numeric_width"]),
             blocks=tuple(tuple(b) for b in values["blocks"]),
+            dynamic=tuple(tuple(b) for b in values.get("dynamic", ())),
         )
 
 
-def noised_marginals(encoded, numeric_width, blocks, noise, key):
+def noised_marginals(encoded, numeric_width, blocks, noise, key, dynamic=()):
     """The Gaussian mechanism on the cohort's summed :func:`patient_marginals`.
 
     Args:
-        encoded, numeric_width, blocks: as :func:`patient_marginals`.
+        encoded, numeric_width, blocks, dynamic: as :func:`patient_marginals`.
         noise: float, the noise standard deviation (the sensitivity is 1).
         key: int, the run's secret noise key.
     """
-    summed = patient_marginals(encoded, numeric_width, blocks).sum(axis=0)
+    summed = patient_marginals(encoded, numeric_width, blocks, dynamic).sum(axis=0)
     return summed + np.random.default_rng([key, 1]).normal(0.0, noise, summed.shape)
 
 
-def release_marginals(encoded, numeric_width, blocks, noise, key):
+def release_marginals(encoded, numeric_width, blocks, noise, key, dynamic=()):
     """:func:`noised_marginals` as :class:`ReleasedMarginals`: each part clipped at 0
     and normalised (post-processing), uniform where the noise left nothing."""
-    noised = noised_marginals(encoded, numeric_width, blocks, noise, key)
+    noised = noised_marginals(encoded, numeric_width, blocks, noise, key, dynamic)
     sizes = [RELEASE_BINS] * numeric_width + [end - start for start, end in blocks]
+    sizes += [2] * len(dynamic)
     histograms = []
     for part in np.split(noised, np.cumsum(sizes)[:-1]):
         part = np.maximum(part, 0.0)
         total = part.sum()
         part = part / total if total > 0 else np.full(part.shape, 1.0 / part.size)
         histograms.append(tuple(float(v) for v in part))
-    return ReleasedMarginals(tuple(histograms), int(numeric_width), tuple(map(tuple, blocks)))
+    return ReleasedMarginals(
+        tuple(histograms), int(numeric_width), tuple(map(tuple, blocks)), tuple(map(tuple, dynamic))
+    )
 
 
 def per_patient_gradients(critic, real, fake, alpha, penalty_weight):

@@ -197,18 +197,17 @@ def train(
     per_epoch = steps_per_epoch(patients, config.training.curriculum, config.training.batch_size)
     config = _calibrated(config, patients, epochs * per_epoch, strategy)
     start_epoch = completed_epochs(folder.checkpoint_dir)
+    private = None
+    if config.training.privacy is not None:
+        private = _private_plan(folder, config, transformer, encoded, epochs * per_epoch, resume)
     if chief:
         if not resume:
             ids = [] if holdout is None else holdout[config.schema.id].unique()
             folder.write_setup(config, transformer, ids)
         folder.write_info(data, patients, start_epoch)
-
-    private = None
-    if config.training.privacy is not None:
-        private = _private_plan(folder, config, transformer, encoded, epochs * per_epoch, resume)
-        if start_epoch * per_epoch >= private["limit"]:
-            log.info("the privacy budget is spent; nothing left to train")
-            return folder.path
+    if private and start_epoch * per_epoch >= private["limit"]:
+        log.info("the privacy budget is spent; nothing left to train")
+        return folder.path
     with strategy.scope():
         wgan = build_wgan(
             config,
@@ -302,12 +301,17 @@ def _private_plan(folder, config, transformer, encoded, planned, resume):
     released = None
     if privacy.release_noise is not None:
         features = transformer.layout.spec()
+        static = set(features["static_columns"])
         blocks = [(s, e) for s, e, *_ in features["blocks"]]
+        dynamic = [(s, e) for s, e in blocks if s not in static]
         released = folder.released_marginals(
             lambda: release_marginals(
-                encoded, features["numeric_width"], blocks, privacy.release_noise, key
+                encoded, features["numeric_width"], blocks, privacy.release_noise, key, dynamic
             )
         )
+        # The sampler renews each code at the released rate (a noised statistic).
+        names = [b.name for b in transformer.layout.discrete_blocks if not b.static]
+        transformer.renewal_rates = dict(zip(names, released.renewal_rates()))
     limit = allowed_steps(
         privacy.noise_multiplier,
         rate,

@@ -15,7 +15,7 @@ import yaml
 
 from hg_keras.config import Config
 from hg_keras.data.schema import Schema
-from hg_keras.data.transforms import CohortTransformer, renewal_rate
+from hg_keras.data.transforms import PAD, CohortTransformer, renewal_rate
 from hg_keras.errors import InputError
 from hg_keras.evaluation.privacy import membership_auc
 from hg_keras.export import export_run
@@ -221,6 +221,29 @@ def test_each_patients_marginals_are_a_loop_over_its_steps_of_norm_at_most_one()
     assert np.linalg.norm(patient_marginals(constant, 2, [(2, 5)])) == pytest.approx(1.0)
 
 
+def test_switch_shares_are_a_loop_over_transitions_and_give_the_datas_renewal_rate():
+    rng = np.random.default_rng(2)
+    patients, steps = 9, 6
+    levels = rng.integers(0, 3, (patients, steps))
+    levels[0] = 1  # never switches
+    encoded = np.concatenate([rng.uniform(0, 1, (patients, steps, 1)), np.eye(3)[levels]], 2)
+    encoded[1, 1:] = PAD  # one step: no transition
+    encoded[2, 4:] = PAD
+    got = patient_marginals(encoded, 1, [(1, 4)], dynamic=[(1, 4)])[:, -2:] * np.sqrt(3)
+    for p in range(patients):
+        length = int(np.sum(np.any(encoded[p] != PAD, axis=-1)))
+        changes = [levels[p, t] != levels[p, t - 1] for t in range(1, length)]
+        want = [0.0, 0.0] if not changes else [1 - np.mean(changes), np.mean(changes)]
+        np.testing.assert_allclose(got[p], want)
+    assert np.linalg.norm(patient_marginals(encoded, 1, [(1, 4)], [(1, 4)]), axis=1).max() <= 1
+    # Without noise, on patients of one length, the released rate is the data's.
+    frame = pd.DataFrame({"pid": np.repeat(np.arange(patients), steps), "code": levels.ravel()})
+    full = np.concatenate([np.zeros((patients, steps, 1)), np.eye(3)[levels]], 2)
+    released = release_marginals(full, 1, [(1, 4)], noise=0.0, key=0, dynamic=[(1, 4)])
+    assert released.renewal_rates() == [pytest.approx(renewal_rate(frame, "code", "pid"))]
+    assert ReleasedMarginals.from_dict(json.loads(json.dumps(released.to_dict()))) == released
+
+
 def test_the_release_adds_noise_of_its_scale_and_keeps_the_cohorts_shares():
     rng = np.random.default_rng(1)
     encoded = np.concatenate(
@@ -389,10 +412,13 @@ def test_a_private_export_ships_no_statistic_of_the_data(private_run, cohort):
     shipped = _shipped_bytes(private_run)
     leaks = [n for n in needles for blob in shipped if n in blob]
     assert not leaks
-    # Neither the static groups' patient counts nor the data's renewal rates.
+    # No static groups' patient counts; the renewal rates are the released ones.
     transforms = json.loads((private_run / "transforms.json").read_text())
     assert transforms.get("static_groups", []) == []
-    assert transforms.get("renewal_rates", {}) == {}
+    released = ReleasedMarginals.from_dict(
+        json.loads((private_run / "checkpoint" / "released.json").read_text())
+    )
+    assert transforms["renewal_rates"] == {"Drug": released.renewal_rates()[0]}
     # The same search finds the range that a schema without bounds fits and ships.
     schema = Schema.from_dict(
         {
@@ -429,7 +455,7 @@ def test_private_training_refuses_what_would_read_the_data(tmp_path):
     config = private_config()
     assert set(config.training.alignment) == {"marginal", "tails"}
     assert not config.model.conditional and config.training.validation == 0
-    assert config.model.discrete_output == "sample"
+    assert config.model.discrete_output == "persistent"
     assert private_config(privacy={"epsilon": 1, "release": []}).training.alignment == {}
 
 

@@ -1,12 +1,13 @@
 """Does differential privacy stop a run that memorises its patients from leaking them?
 
 Usage:
-    python benchmarks/memorisation.py [--seeds 0 1 2] [--epsilon 1]
+    python benchmarks/memorisation.py [--seeds 0 1 2] [--epsilon 1] [--updates 300]
         [--work runs/memorisation]
 
 The deliberately overfitted run of ``tests/test_privacy.py``'s memorisation
 test, over several training seeds: 12 patients, each 6 static uniform values
-and a coin, all trained, batch 12, 300 generator updates, the default model
+and a coin, all trained, batch 12, `--updates` generator updates (the test
+trains 200 at seed 4), the default model
 at toy width. The same run with and without privacy samples 200 patients; the
 membership AUC is the package's distance attack
 (``hg_keras.evaluation.privacy.membership_auc``: 0.5 no leakage, 1 full)
@@ -37,7 +38,7 @@ from hg_keras.sampling import TrainedRun  # noqa: E402
 from hg_keras.training import train  # noqa: E402
 
 
-def memorisation_auc(work, seed=0, epsilon=None):
+def memorisation_auc(work, seed=0, epsilon=None, updates=300):
     """Membership AUC of one run (`epsilon` None: without privacy)."""
     work = Path(work)
     rng = np.random.default_rng(10)
@@ -48,7 +49,8 @@ def memorisation_auc(work, seed=0, epsilon=None):
     privacy = None if epsilon is None else {"epsilon": epsilon}
     out = work / f"seed{seed}-{'plain' if epsilon is None else f'epsilon{epsilon:g}'}"
     if not (out / "generator.keras").exists():
-        train(memorisable_config(privacy, seed=seed), data=str(path), out=out, verbose=0)
+        config = memorisable_config(privacy, seed=seed, updates=updates)
+        train(config, data=str(path), out=out, verbose=0)
     run = TrainedRun(out)
     encode = run.transformer.encode
     synthetic = encode(run.sample_frame(200, seed=0))
@@ -59,6 +61,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epsilon", type=float, default=1.0)
+    parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--work", default="runs/memorisation")
     args = parser.parse_args(argv)
     spread = math.sqrt((MEMBERS + NON_MEMBERS + 1) / (12 * MEMBERS * NON_MEMBERS))
@@ -66,7 +69,7 @@ def main(argv=None):
     results = []
     for seed in args.seeds:
         for epsilon in (None, args.epsilon):
-            auc = memorisation_auc(args.work, seed, epsilon)
+            auc = memorisation_auc(args.work, seed, epsilon, args.updates)
             results.append({"seed": seed, "epsilon": epsilon, "membership_auc": auc})
             print(f"seed {seed}, epsilon {epsilon or 'inf'}: membership AUC {auc:.3f}", flush=True)
     print(json.dumps({"chance_spread": spread, "runs": results}))

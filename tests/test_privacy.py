@@ -328,9 +328,9 @@ MEMORISED_FEATURES = 6
 MEMBERS, NON_MEMBERS = 12, 400
 
 
-def memorisable_config(privacy, seed=0):
+def memorisable_config(privacy, seed=4, updates=200):
     """A deliberately overfitted run: 12 patients, each a point of 6 static uniform
-    values, all trained, each seen 300 times."""
+    values, all trained, each seen `updates` times."""
     variables = [
         {"name": f"x{i}", "kind": "numeric", "static": True, "transform": "minmax",
          "bounds": [0, 100]}
@@ -341,7 +341,7 @@ def memorisable_config(privacy, seed=0):
         {
             "schema": {"id": "pid", "time": "t", "variables": variables},
             "model": {"latent_dim": 8, "patient_latent_dim": 4, "hidden_units": 32},
-            "training": {"batch_size": MEMBERS, "updates": 300, "critic_steps": 1, "holdout": 0,
+            "training": {"batch_size": MEMBERS, "updates": updates, "critic_steps": 1, "holdout": 0,
                          "validation": 0, "seed": seed, "privacy": privacy},
         }
     )  # fmt: skip

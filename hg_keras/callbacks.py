@@ -123,9 +123,14 @@ def restore_state(model, path):
     """Assigns the state saved by :func:`save_state` at `path` to `model`.
 
     Raises:
-        TrainingError: the file holds another model's state (a different
-            count or shape of variables).
+        TrainingError: the file is missing or holds another model's state (a
+            different count or shape of variables).
     """
+    if not Path(path).exists():
+        raise TrainingError(
+            f"{path}: missing; checkpoint.json names an epoch but its state is not here "
+            "(a run folder of an older version kept latest.weights.h5): train in a new folder"
+        )
     variables = training_state(model)
     with np.load(path) as saved:
         values = [saved[f"v{i}"] for i in range(len(saved.files))]

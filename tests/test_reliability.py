@@ -166,6 +166,8 @@ def test_saved_state_restores_weights_and_optimizer_slots_and_refuses_another_mo
     assert int(fresh.optimizer.iterations.numpy()) == 4
     with pytest.raises(TrainingError, match=r"latest\.state\.npz: the checkpoint holds .* another"):
         restore_state(_small_model(5), tmp_path / STATE)
+    with pytest.raises(TrainingError, match=r"old\.npz: missing; checkpoint\.json names an epoch"):
+        restore_state(fresh, tmp_path / "old.npz")
 
 
 def test_diverging_training_is_one_line(tmp_path, tiny_config_path):

@@ -44,7 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hg_keras.data.transforms import PAD
+from hg_keras.data.transforms import PAD, rate_from_shares
 from hg_keras.errors import InputError
 from hg_keras.layers.gate_lstm import first_order_only
 from hg_keras.losses import gradient_penalty
@@ -355,11 +355,10 @@ class ReleasedMarginals:
         (:func:`hg_keras.data.transforms.renewal_rate` on released shares)."""
         levels = dict(zip(self.blocks, self.histograms[self.numeric_width :]))
         switches = self.histograms[self.numeric_width + len(self.blocks) :]
-        rates = []
-        for block, (_, switch) in zip(self.dynamic, switches):
-            spread = 1.0 - float(np.sum(np.square(levels[block])))
-            rates.append(float(np.clip(switch / spread, 0.0, 1.0)) if spread > 0 else 0.0)
-        return rates
+        return [
+            rate_from_shares(switch, levels[block])
+            for block, (_, switch) in zip(self.dynamic, switches)
+        ]
 
     def to_dict(self):
         return dataclasses.asdict(self)

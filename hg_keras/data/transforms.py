@@ -170,8 +170,13 @@ def renewal_rate(frame, column, id_column):
     if not same.any():
         return 0.0
     switch = float((codes != codes.shift())[same].mean())
-    shares = codes.value_counts(normalize=True).to_numpy()
-    spread = 1.0 - float(np.sum(shares**2))
+    return rate_from_shares(switch, codes.value_counts(normalize=True).to_numpy())
+
+
+def rate_from_shares(switch, shares):
+    """:func:`renewal_rate` from a switch share and level shares: ``switch / (1 -
+    sum_k shares_k^2)``, clipped to [0, 1]; 0 for a column of one level."""
+    spread = 1.0 - float(np.sum(np.square(shares)))
     return float(np.clip(switch / spread, 0.0, 1.0)) if spread > 0 else 0.0
 
 

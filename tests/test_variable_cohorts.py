@@ -13,7 +13,7 @@ from cohorts import IRREGULAR_CONFIG, irregular_cohort
 
 from cli import cli
 
-EPOCHS = 20  # enough for the missing rate and lengths
+EPOCHS = 12  # enough for the missing rate and lengths
 
 
 def run(*args):

@@ -65,9 +65,12 @@ def test_mirrored_on_two_cpus_trains_as_one_device(tmp_path, tiny_config_path):
 
 
 def test_cli_mirrored_run_resumes_on_one_device(tmp_path, tiny_default_config_path):
+    # One curriculum length: each length is traced once per process, replicated or not.
+    config = tmp_path / "one-length.yaml"
+    config.write_text(f"extends: {tiny_default_config_path}\ntraining:\n  curriculum: [6]\n")
     out = tmp_path / "run"
     code, output = _train(
-        "--config", tiny_default_config_path, "--strategy", "mirrored", "--cpu-replicas", 2,
+        "--config", config, "--strategy", "mirrored", "--cpu-replicas", 2,
         "--epochs", 1, "--patients", 16, "--out", out,
     )  # fmt: skip
     assert code == 0, output

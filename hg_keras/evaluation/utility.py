@@ -15,6 +15,9 @@ judge under-scores the gap. And every input feature is standardized, so a
 cue in a narrow numeric is not drowned by wide one-hot columns.
 """
 
+import contextlib
+import logging
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -41,6 +44,29 @@ def _gru_model(features, hidden, outputs, activation, sequences):
     inputs = keras.Input((None, features))
     x = keras.layers.GRU(hidden, return_sequences=sequences)(inputs)
     return keras.Model(inputs, keras.layers.Dense(outputs, activation=activation)(x))
+
+
+class _NoRetracingWarning(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning.
+
+    Every judge and predictor is a new network whose train and predict
+    steps are traced once, by design; TensorFlow counts the traces of all
+    of them together (they share Keras's code) and warned every evaluation
+    of retracing that is not there.
+    """
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _one_trace_per_network():
+    logger, quiet = tf.get_logger(), _NoRetracingWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 class _Judge:
@@ -88,18 +114,20 @@ class _Judge:
             restore_best_weights=True,
             start_from_epoch=min(-(-MIN_UPDATES // batches), max_epochs - 1),
         )
-        self.model.fit(
-            fit_data,
-            validation_data=batched(x_val, y_val, batch_size),
-            epochs=max_epochs,
-            shuffle=False,  # the dataset reshuffles itself
-            callbacks=[stop],
-            verbose=0,
-        )
+        with _one_trace_per_network():
+            self.model.fit(
+                fit_data,
+                validation_data=batched(x_val, y_val, batch_size),
+                epochs=max_epochs,
+                shuffle=False,  # the dataset reshuffles itself
+                callbacks=[stop],
+                verbose=0,
+            )
 
     def predict(self, x):
         """The fitted network's outputs for `x`."""
-        return self.model.predict(batched(self._standardized(x), None, 512), verbose=0)
+        with _one_trace_per_network():
+            return self.model.predict(batched(self._standardized(x), None, 512), verbose=0)
 
     def _standardized(self, x):
         return ((x - self.center) / self.scale).astype(np.float32)

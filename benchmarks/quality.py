@@ -188,6 +188,7 @@ def run_real(cohort, name, seed, updates, work, max_epochs, epsilon=None):
     out = Path(work) / f"{cohort}-{Path(name).stem}-seed{seed}"
     done = out / "quality.json"
     if done.exists():  # an interrupted benchmark keeps the runs it finished
+        print(f"{cohort} {name} seed {seed}: kept the finished run in {out} (delete it to retrain)")
         return json.loads(done.read_text())
     if out.exists():
         import shutil

@@ -49,17 +49,16 @@ def training_patients(name, work):
     ids = frame[config.schema.id].unique()
     frame = frame[frame[config.schema.id].isin(ids[: int(0.8 * len(ids))])]
     transformer = CohortTransformer(config.schema).fit(frame)
-    return transformer.encode(frame), transformer.layout.spec()
+    return transformer.encode(frame), transformer.layout
 
 
 class Release:
     """The summed per-patient parts, released again and again with fresh noise."""
 
-    def __init__(self, encoded, spec):
-        static = set(spec["static_columns"])
-        self.numeric_width = spec["numeric_width"]
-        self.blocks = [(s, e) for s, e, *_ in spec["blocks"]]
-        self.dynamic = [(s, e) for s, e in self.blocks if s not in static]
+    def __init__(self, encoded, layout):
+        self.numeric_width = layout.numeric_width
+        self.blocks = [(b.start, b.end) for b in layout.discrete_blocks]
+        self.dynamic = [(b.start, b.end) for b in layout.dynamic_blocks]
         parts = self.numeric_width + len(self.blocks) + len(self.dynamic)
         # Undo the package's 1/sqrt(parts) to reweigh the parts here.
         marginals = patient_marginals(

@@ -120,14 +120,12 @@ def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None, rel
 def encoding(config, transformer, encoded, released=None):
     """The :class:`hg_keras.alignment.Encoding` of a cohort encoded by `transformer`
     (with a private run's `released` marginals, whose cohort is not read)."""
-    features = transformer.layout.spec()
-    static = set(features["static_columns"])
-    blocks = tuple((s, e) for s, e, *_ in features["blocks"])
+    layout = transformer.layout
     renewal = renewal_rates(config.model.discrete_output, transformer)
     return Encoding(
-        numeric_width=features["numeric_width"],
-        blocks=blocks,
-        dynamic_blocks=tuple((s, e) for s, e in blocks if s not in static),
+        numeric_width=layout.numeric_width,
+        blocks=tuple((b.start, b.end) for b in layout.discrete_blocks),
+        dynamic_blocks=tuple((b.start, b.end) for b in layout.dynamic_blocks),
         renewal=None if renewal is None else tuple(renewal),
         correlation_target=None if released else correlation_target(encoded),
         released=released,
@@ -136,7 +134,7 @@ def encoding(config, transformer, encoded, released=None):
 
 def renewal_rates(discrete_output, transformer):
     """Per time-varying discrete block, the sampler's renewal rate (None for argmax)."""
-    dynamic = [b for b in transformer.layout.discrete_blocks if not b.static]
+    dynamic = transformer.layout.dynamic_blocks
     if discrete_output == "sample":
         return [1.0] * len(dynamic)
     if discrete_output in ("persistent", "joint"):
@@ -300,17 +298,16 @@ def _private_plan(folder, config, transformer, encoded, planned, resume):
     )
     released = None
     if privacy.release_noise is not None:
-        features = transformer.layout.spec()
-        static = set(features["static_columns"])
-        blocks = [(s, e) for s, e, *_ in features["blocks"]]
-        dynamic = [(s, e) for s, e in blocks if s not in static]
+        layout = transformer.layout
+        blocks = [(b.start, b.end) for b in layout.discrete_blocks]
+        dynamic = [(b.start, b.end) for b in layout.dynamic_blocks]
         released = folder.released_marginals(
             lambda: release_marginals(
-                encoded, features["numeric_width"], blocks, privacy.release_noise, key, dynamic
+                encoded, layout.numeric_width, blocks, privacy.release_noise, key, dynamic
             )
         )
         # The sampler renews each code at the released rate (a noised statistic).
-        names = [b.name for b in transformer.layout.discrete_blocks if not b.static]
+        names = [b.name for b in layout.dynamic_blocks]
         transformer.renewal_rates = dict(zip(names, released.renewal_rates()))
     limit = allowed_steps(
         privacy.noise_multiplier,

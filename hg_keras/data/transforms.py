@@ -108,6 +108,11 @@ class FeatureLayout:
         return tuple(b for b in self.blocks if b.kind != "numeric")
 
     @property
+    def dynamic_blocks(self):
+        """The discrete blocks of time-varying variables: those with switch rates."""
+        return tuple(b for b in self.discrete_blocks if not b.static)
+
+    @property
     def static_columns(self):
         """Encoded column indices of static variables."""
         return tuple(i for b in self.blocks if b.static for i in range(b.start, b.end))

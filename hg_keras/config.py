@@ -48,6 +48,10 @@ class ModelConfig:
         hidden_units: int, LSTM and dense width (v1: 128).
         patient_latent_dim: int, noise channels held constant over a
             patient's months (a per-patient latent; v1: 0).
+        slow_noise_dim: int, the next noise channels made slow: AR(1)
+            series whose consecutive steps correlate at `slow_noise_memory`
+            (v1: 0, fresh noise every step).
+        slow_noise_memory: float in [0, 1).
         align_backward: bool, flip the generator's backward LSTM stream back
             into time order before concatenation (v1 did not).
         static_head: str, ``pooled`` makes static attributes one value per
@@ -82,6 +86,8 @@ class ModelConfig:
     latent_distribution: str = "uniform"
     hidden_units: int = 64
     patient_latent_dim: int = 16
+    slow_noise_dim: int = 0
+    slow_noise_memory: float = 0.8
     align_backward: bool = True
     static_head: str = "pooled"
     step_scores: bool = True
@@ -301,6 +307,8 @@ def _validate(model, training, where):
         raise InputError(f"{where}: training needs one budget: updates, epochs or minutes")
     non_negative = {
         "model.patient_latent_dim": model.patient_latent_dim,
+        "model.slow_noise_dim": model.slow_noise_dim,
+        "model.slow_noise_memory": model.slow_noise_memory,
         "model.numeric_margin": model.numeric_margin,
         "training.holdout": training.holdout,
         "training.validation": training.validation,
@@ -314,10 +322,15 @@ def _validate(model, training, where):
             raise InputError(
                 f"{where}: training.{name} must be a fraction below 1 or a whole count, got {value}"
             )
-    if model.patient_latent_dim > model.latent_dim:
+    if model.patient_latent_dim + model.slow_noise_dim > model.latent_dim:
         raise InputError(
-            f"{where}: model.patient_latent_dim ({model.patient_latent_dim}) cannot exceed "
+            f"{where}: model.patient_latent_dim + model.slow_noise_dim "
+            f"({model.patient_latent_dim} + {model.slow_noise_dim}) cannot exceed "
             f"model.latent_dim ({model.latent_dim})"
+        )
+    if model.slow_noise_memory >= 1:
+        raise InputError(
+            f"{where}: model.slow_noise_memory must be below 1, got {model.slow_noise_memory}"
         )
     for name, value in positive.items():
         if value <= 0:

@@ -81,6 +81,9 @@ def build_wgan(config, transformer, encoded, recurrent="gate", privacy=None, rel
         masked=config.schema.variable_length,
         condition_columns=transformer.layout.condition_columns if model.conditional else (),
         patient_latent_dim=model.patient_latent_dim,
+        slow_noise_dim=model.slow_noise_dim,
+        slow_noise_memory=model.slow_noise_memory,
+        latent_distribution=model.latent_distribution,
         numeric_margin=model.numeric_margin,
         name="generator",
     )

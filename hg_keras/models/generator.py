@@ -9,6 +9,7 @@ from hg_keras.layers import (
     FlipBackwardHalf,
     ImposeCondition,
     PatientLatent,
+    SlowNoise,
     StaticPooling,
     bidirectional_gate_lstm,
 )
@@ -43,6 +44,13 @@ class Generator(keras.Model):
             channels of month 0 are held for every month
             (:class:`PatientLatent`), a per-patient latent beside the
             per-month noise.
+        slow_noise_dim: int, default 0 (v1): the next this many noise
+            channels after the patient latent become AR(1) series with
+            consecutive-step correlation `slow_noise_memory`
+            (:class:`SlowNoise`).
+        slow_noise_memory: float in [0, 1).
+        latent_distribution: str, the noise's distribution (``uniform`` or
+            ``normal``), which :class:`SlowNoise` standardizes.
         numeric_margin: float, default 0 (v1's sigmoid): > 0 gives the
             censored numeric head of :class:`BlockActivation`, which
             generates values exactly on the bounds of the training range.
@@ -62,13 +70,16 @@ class Generator(keras.Model):
         masked=False,
         condition_columns=(),
         patient_latent_dim=0,
+        slow_noise_dim=0,
+        slow_noise_memory=0.8,
+        latent_distribution="uniform",
         numeric_margin=0.0,
         **kwargs,
     ):
-        if not 0 <= patient_latent_dim <= latent_dim:
+        if not 0 <= patient_latent_dim + slow_noise_dim <= latent_dim:
             raise ValueError(
-                f"patient_latent_dim must be between 0 and latent_dim={latent_dim}, "
-                f"got {patient_latent_dim}"
+                f"patient_latent_dim + slow_noise_dim must be between 0 and "
+                f"latent_dim={latent_dim}, got {patient_latent_dim} + {slow_noise_dim}"
             )
         condition_columns = [int(c) for c in condition_columns]
         if static_head not in ("pooled", "v1"):
@@ -88,6 +99,14 @@ class Generator(keras.Model):
         x = keras.layers.Masking(PAD, name="padding")(noise) if masked else noise
         if patient_latent_dim:
             x = PatientLatent(patient_latent_dim, name="patient_latent")(x)
+        if slow_noise_dim:
+            x = SlowNoise(
+                slow_noise_dim,
+                patient_latent_dim,
+                slow_noise_memory,
+                latent_distribution,
+                name="slow_noise",
+            )(x)
         if condition_columns:
             condition = keras.Input(shape=(len(condition_columns),), name="condition")
             inputs = [noise, condition]
@@ -117,6 +136,9 @@ class Generator(keras.Model):
         self.masked = masked
         self.condition_columns = condition_columns
         self.patient_latent_dim = patient_latent_dim
+        self.slow_noise_dim = slow_noise_dim
+        self.slow_noise_memory = slow_noise_memory
+        self.latent_distribution = latent_distribution
         self.numeric_margin = numeric_margin
 
     @property
@@ -135,6 +157,9 @@ class Generator(keras.Model):
             "masked": self.masked,
             "condition_columns": self.condition_columns,
             "patient_latent_dim": self.patient_latent_dim,
+            "slow_noise_dim": self.slow_noise_dim,
+            "slow_noise_memory": self.slow_noise_memory,
+            "latent_distribution": self.latent_distribution,
             "numeric_margin": self.numeric_margin,
         }
 

@@ -1,11 +1,11 @@
-"""PatientLatent, SequenceScore and CarryForward against NumPy references of what they compute."""
+"""The realism layers against NumPy references of what they compute."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from hg_keras.layers import CarryForward, PatientLatent, SequenceScore
+from hg_keras.layers import CarryForward, PatientLatent, SequenceScore, SlowNoise
 
 
 def test_patient_latent_holds_month_zero_channels_for_every_month():
@@ -22,6 +22,29 @@ def test_patient_latent_round_trips_and_refuses_bad_sizes():
     assert layer.dims == 3
     with pytest.raises(ValueError, match="dims must be a non-negative integer"):
         PatientLatent(-1)
+
+
+def test_slow_noise_is_the_ar1_recursion_on_its_channels_only():
+    noise = np.random.default_rng(1).random((2, 7, 5)).astype("float32")
+    out = np.asarray(SlowNoise(2, start=1, memory=0.6)(noise))
+    e = (noise[..., 1:3] - 0.5) * np.sqrt(12.0)
+    s = np.empty_like(e)
+    s[:, 0] = e[:, 0]
+    for t in range(1, 7):
+        s[:, t] = 0.6 * s[:, t - 1] + np.sqrt(1 - 0.36) * e[:, t]
+    np.testing.assert_allclose(out[..., 1:3], s, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[..., [0, 3, 4]], noise[..., [0, 3, 4]])
+
+
+def test_slow_noise_has_unit_variance_and_the_set_lag_correlation():
+    noise = np.random.default_rng(2).normal(size=(4000, 12, 1)).astype("float32")
+    s = np.asarray(SlowNoise(1, memory=0.8, distribution="normal")(noise))[..., 0]
+    assert s[:, -1].var() == pytest.approx(1.0, abs=0.06)
+    assert np.corrcoef(s[:, 5], s[:, 8])[0, 1] == pytest.approx(0.8**3, abs=0.04)
+    layer = SlowNoise.from_config(SlowNoise(3, 2, 0.5, name="s").get_config())
+    assert (layer.dims, layer.start, layer.memory) == (3, 2, 0.5)
+    with pytest.raises(ValueError, match="memory must be in"):
+        SlowNoise(1, memory=1.0)
 
 
 def reference_carry(x, carried, hard):

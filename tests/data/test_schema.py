@@ -146,6 +146,8 @@ V1 = {
         "latent_distribution": "uniform",
         "hidden_units": 128,
         "patient_latent_dim": 0,
+        "slow_noise_dim": 0,
+        "slow_noise_memory": 0.8,
         "align_backward": True,
         "static_head": "pooled",
         "step_scores": False,

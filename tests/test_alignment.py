@@ -11,7 +11,6 @@ from hg_keras.alignment import (
     Confidence,
     Correlation,
     Encoding,
-    Episodes,
     Increment,
     Marginal,
     Tails,
@@ -210,52 +209,6 @@ def test_tails_weighs_a_missing_extreme_more_than_the_plain_marginal_does():
     plain, tails = (term(encoding)(f32(real), f32(fake)) for term in (Marginal, Tails))
     assert float(plain) == pytest.approx(0.025, rel=1e-5)
     assert float(tails) > 2 * float(plain)
-
-
-def _episode_shares(x, valid, threshold, step):
-    """The three shares of Episodes, by loops over patients and months."""
-    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-(v - threshold) / step))  # noqa: E731
-    months, pairs, patients = [], [], []
-    for p in range(x.shape[0]):
-        steps = np.flatnonzero(valid[p])
-        if not len(steps):
-            continue
-        months += [sigmoid(x[p, t]) for t in steps]
-        following = [t for t in steps if t + 1 < x.shape[1] and valid[p, t + 1]]
-        pairs += [sigmoid(min(x[p, t], x[p, t + 1])) for t in following]
-        patients.append(sigmoid(max(x[p, t] for t in steps)))
-    return np.array([np.mean(months), np.mean(pairs), np.mean(patients)])
-
-
-def test_episodes_compares_high_months_pairs_and_patients_with_a_loop():
-    rng = np.random.default_rng(5)
-    real, fake = rng.random((4, 6, 2)), rng.random((4, 6, 2)) ** 2
-    valid = np.ones((4, 6), bool)
-    valid[1, 4:] = False  # a patient with 4 months of 6
-    expected = []
-    for c in range(2):
-        r = real[..., c][valid]
-        step = Episodes.sharpness * r.std() + 1e-3
-        for level in Episodes.levels:
-            threshold = np.sort(r)[int(level * len(r))]
-            target = _episode_shares(real[..., c], valid, threshold, step)
-            got = _episode_shares(fake[..., c], valid, threshold, step)
-            expected.append(np.abs(got - target) / np.maximum(target, 0.01))
-    term = Episodes(Encoding(numeric_width=2))
-    value = term(f32(real), f32(fake), tf.constant(valid))
-    assert float(value) == pytest.approx(np.mean(expected), rel=1e-4)
-
-
-def test_episodes_tells_one_long_episode_from_spikes_of_the_same_share():
-    months = np.full((4, 12, 1), 0.2)
-    long, spikes = months.copy(), months.copy()
-    long[:2, 3:6] = 0.9  # two patients, three months each
-    spikes[0, 0:12:2] = 0.9  # one patient, six one-month spikes
-    term = Episodes(Encoding(numeric_width=1))
-    marginal = Marginal(Encoding(numeric_width=1))
-    assert float(marginal(f32(long), f32(spikes))) == pytest.approx(0.0, abs=1e-6)
-    assert float(term(f32(long), f32(spikes))) > 0.3
-    assert float(term(f32(long), f32(long))) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_released_marginals_replace_the_real_batch_as_the_target():

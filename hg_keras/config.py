@@ -86,7 +86,7 @@ class ModelConfig:
     latent_distribution: str = "uniform"
     hidden_units: int = 64
     patient_latent_dim: int = 16
-    slow_noise_dim: int = 0
+    slow_noise_dim: int = 16
     slow_noise_memory: float = 0.8
     align_backward: bool = True
     static_head: str = "pooled"

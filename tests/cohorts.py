@@ -25,6 +25,7 @@ schema:
 model:
   latent_dim: 8
   patient_latent_dim: 4
+  slow_noise_dim: 2
   hidden_units: 16
   conditional: true
   discrete_output: sample

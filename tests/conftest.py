@@ -30,7 +30,9 @@ training:
 
 # The default config's model (conditional, joint discrete draws, alignment terms,
 # carry-forward detection) at toy sizes.
-TINY_DEFAULT_CONFIG = TINY_CONFIG.replace("model:\n", "model:\n  patient_latent_dim: 2\n")
+TINY_DEFAULT_CONFIG = TINY_CONFIG.replace(
+    "model:\n", "model:\n  patient_latent_dim: 2\n  slow_noise_dim: 1\n"
+)
 
 
 @pytest.fixture
@@ -80,7 +82,7 @@ def trained_run(tmp_path_factory):
     """A tiny run trained once for the sampling and export tests; its schema
     carries VL, CD4 and Rel CD4 forward under their flags and it models the
     drugs and the flags as compounds (``discrete_output: joint``), so sampling
-    and the SavedModel are tested with both."""
+    and the SavedModel are tested with both, and with slow noise channels."""
     from hg_keras.config import builtin_config_path
     from hg_keras.training import train
 
@@ -91,6 +93,6 @@ def trained_run(tmp_path_factory):
     config = dataclasses.replace(
         config,
         schema=carrying(config.schema),
-        model=dataclasses.replace(config.model, discrete_output="joint"),
+        model=dataclasses.replace(config.model, discrete_output="joint", slow_noise_dim=2),
     )
     return train(config, out=folder / "run", verbose=0)

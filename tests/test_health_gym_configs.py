@@ -16,6 +16,7 @@ extends: {name}
 model:
   latent_dim: 4
   patient_latent_dim: 2
+  slow_noise_dim: 1
   hidden_units: 8
 training:
   batch_size: 16

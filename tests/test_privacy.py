@@ -48,7 +48,7 @@ schema:
     - {name: Sex, kind: binary, static: true, levels: {0: M, 1: F}}
     - {name: HR, kind: numeric, transform: log, bounds: [30, 200]}
     - {name: Drug, kind: binary, levels: {0: "No", 1: "Yes"}}
-model: {latent_dim: 8, patient_latent_dim: 4, hidden_units: 8}
+model: {latent_dim: 8, patient_latent_dim: 4, slow_noise_dim: 2, hidden_units: 8}
 training:
   batch_size: 16
   updates: 10
@@ -340,7 +340,12 @@ def memorisable_config(privacy, seed=4, updates=200):
     return Config.from_dict(
         {
             "schema": {"id": "pid", "time": "t", "variables": variables},
-            "model": {"latent_dim": 8, "patient_latent_dim": 4, "hidden_units": 32},
+            "model": {
+                "latent_dim": 8,
+                "patient_latent_dim": 4,
+                "slow_noise_dim": 2,
+                "hidden_units": 32,
+            },
             "training": {"batch_size": MEMBERS, "updates": updates, "critic_steps": 1, "holdout": 0,
                          "validation": 0, "seed": seed, "privacy": privacy},
         }

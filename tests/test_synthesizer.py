@@ -25,6 +25,7 @@ model:
   latent_dim: 8
   hidden_units: 8
   patient_latent_dim: 4
+  slow_noise_dim: 2
 training:
   patients: 16
   batch_size: 8

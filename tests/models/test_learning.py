@@ -47,7 +47,12 @@ def test_short_training_raises_lag1_autocorrelation_toward_the_real_one(tmp_path
             },
             # Per-month noise only (v1's input), so an untrained generator is
             # close to white noise and persistence has to be learnt.
-            "model": {"latent_dim": 4, "hidden_units": 8, "patient_latent_dim": 0},
+            "model": {
+                "latent_dim": 4,
+                "hidden_units": 8,
+                "patient_latent_dim": 0,
+                "slow_noise_dim": 0,
+            },
             "training": {
                 "batch_size": 32,
                 "epochs": 1,

@@ -53,6 +53,9 @@ def run(*args):
             "training.validation must be a fraction below 1 or a whole count, got 1.5",
         ),
         ("training:\n  checks: 0\n", "training.checks must be positive, got 0"),
+        ("model:\n  slow_noise_dim: 200\n", "slow_noise_dim .* cannot exceed model.latent_dim"),
+        ("model:\n  slow_noise_memory: 1.0\n", "model.slow_noise_memory must be below 1, got 1.0"),
+        ("model:\n  slow_noise_memory: -0.5\n", "model.slow_noise_memory must be zero or positive"),
     ],
 )
 def test_bad_config_values(tmp_path, override, message):

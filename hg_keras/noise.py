@@ -5,6 +5,7 @@ by an explicit seed pair instead of a stateful generator: the same seed gives
 the same noise in every process, and nothing mutable is saved in a model.
 """
 
+import numpy as np
 import tensorflow as tf
 
 # Seed streams: offsets added to the second seed word, one per kind of draw,
@@ -134,6 +135,41 @@ def draw_blocks(encoded, blocks, rates, seed_pair):
         cursor = end
     parts.append(encoded[..., cursor:])
     return tf.concat(parts, axis=-1)
+
+
+def net_renewal(probabilities, pairs, switch):
+    """The renewal rate at which :func:`draw_blocks` switches a block as often as `switch`.
+
+    A month's kept draw switches in ``TV(p, q)`` of cases (the drift of the
+    generated probabilities from `p` to `q`), a renewed one in ``1 - p.q``,
+    so a rate `r` switches ``r * mean(1 - p.q) + (1 - r) * mean(TV)`` of
+    months. This solves that for the data's share `switch`, clipped to
+    [0, 1]: a generator whose probabilities drift as often as the data
+    switches gets no renewals at all (0), the fewest switches its
+    probabilities allow. (:func:`hg_keras.data.transforms.renewal_rate`
+    assumes probabilities that never drift, and so renews too often.)
+
+    Args:
+        probabilities: array `(patients, steps, levels)` of one block's generated
+            probabilities (normalised here as :func:`draw_blocks` does).
+        pairs: bool array `(patients, steps - 1)`: month `t` and `t + 1` are both
+            within the patient's length.
+        switch: float, the target share of months that change level.
+
+    Returns:
+        float in [0, 1].
+    """
+    p = np.maximum(np.asarray(probabilities, np.float64), 0.0)
+    p /= np.maximum(p.sum(axis=-1, keepdims=True), 1e-12)
+    pairs = np.asarray(pairs, bool)
+    if not pairs.any():
+        return 1.0
+    before, now = p[:, :-1][pairs], p[:, 1:][pairs]
+    drift = 0.5 * np.abs(now - before).sum(axis=-1).mean()
+    fresh = 1.0 - (now * before).sum(axis=-1).mean()
+    if fresh <= drift:
+        return 1.0 if switch > drift else 0.0
+    return float(np.clip((switch - drift) / (fresh - drift), 0.0, 1.0))
 
 
 def _draw(probabilities, uniform):

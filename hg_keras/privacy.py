@@ -360,6 +360,11 @@ class ReleasedMarginals:
             for block, (_, switch) in zip(self.dynamic, switches)
         ]
 
+    def switch_rates(self):
+        """Per time-varying block, the released share of months that change level."""
+        switches = self.histograms[self.numeric_width + len(self.blocks) :]
+        return [float(switch) for _, switch in switches]
+
     def to_dict(self):
         return dataclasses.asdict(self)
 

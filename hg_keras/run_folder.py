@@ -3,7 +3,8 @@
 Every path of a run is named here, and only here::
 
     config.yaml         the exact config used (extends resolved)
-    run.json            where the data came from, patients, epochs completed
+    run.json            where the data came from, patients, epochs completed, the
+                        sampler's calibrated renewal rates
     transforms.json     the fitted encoding (Box-Cox lambdas, ranges, levels)
     holdout.json        ids of the patients kept out of training
     checkpoint/         weights, both optimizers' state and the epoch (every epoch);
@@ -168,6 +169,11 @@ class RunFolder:
     def write_privacy(self, record):
         """Adds a private run's guarantee (:mod:`hg_keras.privacy`) to ``run.json``."""
         _write_json(self.info_path, {**self.read_info(), "privacy": record})
+
+    def write_renewal(self, rates):
+        """Adds the released generator's calibrated renewal rates
+        (:meth:`hg_keras.drawing.PatientDraw.calibrate`) to ``run.json``."""
+        _write_json(self.info_path, {**self.read_info(), "renewal_rates": rates})
 
     def privacy_key(self, create):
         """The secret key of a private run's DP noise (kept in the checkpoint folder,

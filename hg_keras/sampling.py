@@ -5,6 +5,7 @@ the same file, and a run's SavedModel (``serving_default`` with the same
 `seed`) gives the same patients.
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from hg_keras.errors import InputError
 from hg_keras.files import atomic_write
 from hg_keras.holdout import load_training_cohort
 from hg_keras.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
 
 # Patients generated at a time: about 0.5 GB of activations on a CPU.
 CHUNK_PATIENTS = 2_000
@@ -73,6 +76,29 @@ class TrainedRun:
             )
         group_table(self.transformer, where)
 
+    def calibrate_renewal(self):
+        """Calibrates the run's persistent draws on its generator and keeps the
+        rates in ``run.json`` (:meth:`PatientDraw.calibrate`; the end of training).
+
+        Returns:
+            dict block name -> renewal rate, or None for draws that are not persistent.
+        """
+        model = self.config.model
+        draw = PatientDraw(
+            self.generator, self.transformer, model.latent_distribution, model.discrete_output
+        )
+        rates = draw.calibrate(self.months, tf.constant([self.config.training.seed, 0], tf.int64))
+        for name, rate in (rates or {}).items():
+            log.info(
+                "renewal of %s: %.4f net of the generator's drift (%.4f before)",
+                name,
+                rate,
+                self.transformer.renewal_rates[name],
+            )
+        self.folder.write_renewal(rates)
+        self.info = self.folder.read_info()
+        return rates
+
     def drawer(self, where=None):
         """The run's :class:`PatientDraw` (what ``sample`` and the SavedModel draw with)."""
         self.check_where(where)
@@ -83,6 +109,7 @@ class TrainedRun:
             model.latent_distribution,
             model.discrete_output,
             where=where,
+            renewal=self.info.get("renewal_rates"),
         )
 
     def generate(self, patients, months=None, seed=0, chunk=0, where=None):

@@ -138,7 +138,9 @@ class BestSnapshot(keras.callbacks.Callback):
             self.model_config.discrete_output,
         )
         size = self.validation[self.transformer.schema.id].nunique()
-        encoded, lengths = draw(size, self.steps, tf.constant([self.seed, 0], tf.int64))
+        seed_pair = tf.constant([self.seed, 0], tf.int64)
+        draw.calibrate(self.steps, seed_pair)  # as the released generator will draw
+        encoded, lengths = draw(size, self.steps, seed_pair)
         synthetic = self.transformer.decode(
             np.asarray(encoded), patient_ids=np.arange(size), lengths=np.asarray(lengths)
         )

@@ -49,6 +49,7 @@ from hg_keras.privacy import (
     spent_epsilon,
 )
 from hg_keras.run_folder import RunFolder
+from hg_keras.sampling import TrainedRun
 from hg_keras.selection import BestSnapshot, check_epochs
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,7 @@ def train(
     )
     if chief:
         folder.write_generator(wgan.generator)
+        TrainedRun(folder.path).calibrate_renewal()
         if private is not None:
             _write_guarantee(folder, config, private, wgan)
         folder.link_latest()
@@ -312,6 +314,7 @@ def _private_plan(folder, config, transformer, encoded, planned, resume):
         # The sampler renews each code at the released rate (a noised statistic).
         names = [b.name for b in layout.dynamic_blocks]
         transformer.renewal_rates = dict(zip(names, released.renewal_rates()))
+        transformer.switch_rates = dict(zip(names, released.switch_rates()))
     limit = allowed_steps(
         privacy.noise_multiplier,
         rate,

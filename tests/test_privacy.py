@@ -15,7 +15,7 @@ import yaml
 
 from hg_keras.config import Config
 from hg_keras.data.schema import Schema
-from hg_keras.data.transforms import PAD, CohortTransformer, renewal_rate
+from hg_keras.data.transforms import PAD, CohortTransformer, renewal_rate, switch_share
 from hg_keras.errors import InputError
 from hg_keras.evaluation.privacy import membership_auc
 from hg_keras.export import export_run
@@ -241,6 +241,7 @@ def test_switch_shares_are_a_loop_over_transitions_and_give_the_datas_renewal_ra
     full = np.concatenate([np.zeros((patients, steps, 1)), np.eye(3)[levels]], 2)
     released = release_marginals(full, 1, [(1, 4)], noise=0.0, key=0, dynamic=[(1, 4)])
     assert released.renewal_rates() == [pytest.approx(renewal_rate(frame, "code", "pid"))]
+    assert released.switch_rates() == [pytest.approx(switch_share(frame, "code", "pid"))]
     assert ReleasedMarginals.from_dict(json.loads(json.dumps(released.to_dict()))) == released
 
 

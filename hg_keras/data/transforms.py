@@ -154,6 +154,21 @@ class FeatureLayout:
         return names
 
 
+def switch_share(frame, column, id_column):
+    """Share of a patient's consecutive observed steps where `column` changes level.
+
+    Args:
+        frame: long-format frame sorted by patient and time.
+        column: a discrete column (codes; missing values are ignored).
+        id_column: the patient id column.
+    """
+    codes = frame[column]
+    same = frame[id_column].eq(frame[id_column].shift()) & codes.notna() & codes.shift().notna()
+    if not same.any():
+        return 0.0
+    return float((codes != codes.shift())[same].mean())
+
+
 def renewal_rate(frame, column, id_column):
     """How often a patient's level draw must be renewed to switch as often as the data.
 
@@ -170,12 +185,8 @@ def renewal_rate(frame, column, id_column):
         column: a discrete column (codes; missing values are ignored).
         id_column: the patient id column.
     """
-    codes = frame[column]
-    same = frame[id_column].eq(frame[id_column].shift()) & codes.notna() & codes.shift().notna()
-    if not same.any():
-        return 0.0
-    switch = float((codes != codes.shift())[same].mean())
-    return rate_from_shares(switch, codes.value_counts(normalize=True).to_numpy())
+    shares = frame[column].value_counts(normalize=True).to_numpy()
+    return rate_from_shares(switch_share(frame, column, id_column), shares)
 
 
 def rate_from_shares(switch, shares):
@@ -204,6 +215,9 @@ class CohortTransformer:
         renewal_rates: dict name -> rate in [0, 1] for each time-varying
             discrete variable: how often ``discrete_output: persistent``
             renews a patient's draw (:func:`renewal_rate`); set by :meth:`fit`.
+        switch_rates: dict name -> the share of consecutive steps where each
+            time-varying discrete variable changes level (:func:`switch_share`):
+            what a run's sampler is calibrated to; set by :meth:`fit`.
         compounds: list of :class:`Compound`: discrete columns modelled as
             one variable over their combinations (:mod:`hg_keras.data.compound`);
             set by :meth:`fit` when `joint`.
@@ -226,6 +240,7 @@ class CohortTransformer:
         renewal_rates=None,
         compounds=None,
         joint=False,
+        switch_rates=None,
     ):
         self.schema = schema
         self.joint = joint
@@ -236,6 +251,7 @@ class CohortTransformer:
         self.static_groups = [[list(map(int, codes)), int(n)] for codes, n in static_groups or []]
         self.integer_time = integer_time
         self.renewal_rates = {str(k): float(v) for k, v in (renewal_rates or {}).items()}
+        self.switch_rates = {str(k): float(v) for k, v in (switch_rates or {}).items()}
 
     def _set_compounds(self, compounds):
         self.compounds = list(compounds)
@@ -261,6 +277,7 @@ class CohortTransformer:
             self.integer_time = True
             self.static_groups = []
             self.renewal_rates = {}
+            self.switch_rates = {}
             self.numeric_params = {
                 v.name: self._numeric_params(v, None)
                 for v in self.model_schema.variables
@@ -282,6 +299,9 @@ class CohortTransformer:
             groups = first.astype(np.int64).value_counts(sort=False).sort_index()
             self.static_groups = [[list(map(int, k)), int(n)] for k, n in groups.items()]
         self.renewal_rates = self._renewal_rates(frame)
+        self.switch_rates = {
+            name: switch_share(frame, name, self.schema.id) for name in self.renewal_rates
+        }
         params = {}
         for variable in self.model_schema.variables:
             if not variable.is_numeric:
@@ -465,6 +485,8 @@ class CohortTransformer:
             out["integer_time"] = self.integer_time
         if self.renewal_rates:
             out["renewal_rates"] = self.renewal_rates
+        if self.switch_rates:
+            out["switch_rates"] = self.switch_rates
         if self.compounds:
             out["compounds"] = [c.to_dict() for c in self.compounds]
         return out
@@ -480,6 +502,7 @@ class CohortTransformer:
             integer_time=data.get("integer_time", True),
             renewal_rates=data.get("renewal_rates"),
             compounds=data.get("compounds"),
+            switch_rates=data.get("switch_rates"),
         )
 
     def save(self, path):

@@ -94,3 +94,25 @@ def test_fit_uses_only_given_rows():
     transformer = CohortTransformer(schema).fit(first)
     assert transformer.numeric_params["Age"] == {"lambda": None, "min": 67.0, "range": 0.0}
     assert pd.isna(first["Weight"]).sum() == 1
+
+
+def test_switch_share_is_a_loop_over_observed_consecutive_steps_and_is_saved(tmp_path):
+    from hg_keras.data.transforms import switch_share
+
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 3, 60).astype(float)
+    codes[rng.random(60) < 0.2] = np.nan
+    frame = pd.DataFrame({"pid": np.repeat(np.arange(6), 10), "code": codes})
+    changes = []
+    for _, patient in frame.groupby("pid"):
+        values = patient["code"].to_numpy()
+        for before, now in zip(values[:-1], values[1:]):
+            if not (np.isnan(before) or np.isnan(now)):
+                changes.append(before != now)
+    assert switch_share(frame, "code", "pid") == pytest.approx(np.mean(changes))
+
+    schema, tiny_frame = tiny()
+    transformer = CohortTransformer(schema).fit(tiny_frame)
+    assert transformer.switch_rates["Smoker"] == switch_share(tiny_frame, "Smoker", "PatientID")
+    transformer.save(tmp_path / "t.json")
+    assert CohortTransformer.load(tmp_path / "t.json").switch_rates == transformer.switch_rates

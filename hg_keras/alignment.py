@@ -188,7 +188,9 @@ class Temporal(AlignmentTerm):
     """How far the batch's month-to-month behaviour is from the real batch's.
 
     The mean of: the gap of the numerics' autocorrelations (lags 1 to
-    `max_lag`, TimeGAN's and tsgm's temporal statistic); the gaps of their
+    `max_lag`, TimeGAN's and tsgm's temporal statistic), and of their
+    month-to-month changes' (a smooth series whose changes run on for
+    months and one of independent steps can share the first); the gaps of their
     within-patient correlations of levels and of month-to-month changes
     (Health Gym's trends and cycles); and the relative gap of the
     time-varying discrete blocks' switch rates as the sampler will draw
@@ -206,6 +208,10 @@ class Temporal(AlignmentTerm):
         if width:
             numeric = [t[..., :width] for t in (fake, real)]
             acf = [autocorrelation(t, self.max_lag, valid) for t in numeric]
+            terms.append(tf.reduce_mean(tf.abs(acf[0] - acf[1])))
+            pairs = _pair_weights(valid)
+            changes = [t[:, 1:] - t[:, :-1] for t in numeric]
+            acf = [autocorrelation(t, self.max_lag, pairs) for t in changes]
             terms.append(tf.reduce_mean(tf.abs(acf[0] - acf[1])))
             if width > 1:
                 pairs = _pair_weights(valid)

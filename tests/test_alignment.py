@@ -107,8 +107,9 @@ def test_temporal_is_zero_for_the_same_batch_and_grows_with_shuffling():
     assert float(term(f32(real), f32(real[:, rng.permutation(20)]))) > 0.2
 
 
-def test_temporal_autocorrelation_part_is_numpys_acf_gap():
-    """One numeric, no blocks: the term is the mean |ACF gap| over lags 1..6 (NumPy loop)."""
+def test_temporal_autocorrelation_parts_are_numpys_acf_gaps_of_levels_and_changes():
+    """One numeric, no blocks: the term is the mean of the |ACF gap| over lags 1..6
+    of the levels and of the month-to-month changes (NumPy loop)."""
 
     def acf(x, lags=6):
         out = []
@@ -121,8 +122,9 @@ def test_temporal_autocorrelation_part_is_numpys_acf_gap():
     real = np.cumsum(rng.normal(size=(5, 12, 1)), axis=1)
     fake = rng.normal(size=(5, 12, 1))
     term = Temporal(Encoding(numeric_width=1))
-    expected = np.mean(np.abs(acf(real) - acf(fake)))
-    assert float(term(f32(real), f32(fake))) == pytest.approx(expected, rel=1e-4)
+    levels = np.mean(np.abs(acf(real) - acf(fake)))
+    changes = np.mean(np.abs(acf(np.diff(real, axis=1)) - acf(np.diff(fake, axis=1))))
+    assert float(term(f32(real), f32(fake))) == pytest.approx((levels + changes) / 2, rel=1e-4)
 
 
 def test_trend_compares_the_share_of_patients_whose_slopes_agree_in_sign():

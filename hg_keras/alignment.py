@@ -207,18 +207,13 @@ class Temporal(AlignmentTerm):
         terms = []
         if width:
             numeric = [t[..., :width] for t in (fake, real)]
-            acf = [autocorrelation(t, self.max_lag, valid) for t in numeric]
-            terms.append(tf.reduce_mean(tf.abs(acf[0] - acf[1])))
-            pairs = _pair_weights(valid)
             changes = [t[:, 1:] - t[:, :-1] for t in numeric]
-            acf = [autocorrelation(t, self.max_lag, pairs) for t in changes]
-            terms.append(tf.reduce_mean(tf.abs(acf[0] - acf[1])))
+            parts = ((numeric, valid), (changes, _pair_weights(valid)))
+            for series, weights in parts:
+                acf = [autocorrelation(t, self.max_lag, weights) for t in series]
+                terms.append(tf.reduce_mean(tf.abs(acf[0] - acf[1])))
             if width > 1:
-                pairs = _pair_weights(valid)
-                for series, weights in (
-                    (numeric, valid),
-                    ([t[:, 1:] - t[:, :-1] for t in numeric], pairs),
-                ):
+                for series, weights in parts:
                     within = [within_patient_correlation(t, weights) for t in series]
                     terms.append(tf.reduce_mean(tf.abs(within[0] - within[1])))
         if blocks:

@@ -354,10 +354,9 @@ class ReleasedMarginals:
         switch as often as the released transitions do
         (:func:`hg_keras.data.transforms.renewal_rate` on released shares)."""
         levels = dict(zip(self.blocks, self.histograms[self.numeric_width :]))
-        switches = self.histograms[self.numeric_width + len(self.blocks) :]
         return [
             rate_from_shares(switch, levels[block])
-            for block, (_, switch) in zip(self.dynamic, switches)
+            for block, switch in zip(self.dynamic, self.switch_rates())
         ]
 
     def switch_rates(self):

@@ -195,7 +195,9 @@ class Temporal(AlignmentTerm):
     (Health Gym's trends and cycles); and the relative gap of the
     time-varying discrete blocks' switch rates as the sampler will draw
     them (:func:`hg_keras.losses.switch_rates`, over the real rate floored
-    at 1 %, times 0.1: switches are rare).
+    at 1 %, times 0.1: switches are rare). An autocorrelation over fewer than
+    three steps is a constant and is left out of the mean (a cohort of three
+    visits has two changes).
     """
 
     name = "temporal"
@@ -204,27 +206,32 @@ class Temporal(AlignmentTerm):
     def __call__(self, real, fake, valid=None):
         width = self.encoding.numeric_width
         blocks = self.encoding.dynamic_blocks
-        terms = []
+        terms, counts = [], []
         if width:
             numeric = [t[..., :width] for t in (fake, real)]
             changes = [t[:, 1:] - t[:, :-1] for t in numeric]
             parts = ((numeric, valid), (changes, _pair_weights(valid)))
             for series, weights in parts:
+                # Two steps about their mean always correlate -0.5: such a part
+                # counts for nothing (the time length is only known at run time).
+                counts.append(tf.cast(tf.shape(series[0])[1] > 2, fake.dtype))
                 acf = [autocorrelation(t, self.max_lag, weights) for t in series]
-                terms.append(tf.reduce_mean(tf.abs(acf[0] - acf[1])))
+                terms.append(counts[-1] * tf.reduce_mean(tf.abs(acf[0] - acf[1])))
             if width > 1:
                 for series, weights in parts:
                     within = [within_patient_correlation(t, weights) for t in series]
                     terms.append(tf.reduce_mean(tf.abs(within[0] - within[1])))
+                    counts.append(tf.constant(1.0, fake.dtype))
         if blocks:
             renewal = self.encoding.renewal
             rates = [switch_rates(t, blocks, renewal, valid) for t in (fake, real)]
             rates[1] = tf.stop_gradient(rates[1])
             relative = tf.abs(rates[0] - rates[1]) / tf.maximum(rates[1], 0.01)
             terms.append(tf.reduce_mean(relative) * 0.1)
+            counts.append(tf.constant(1.0, fake.dtype))
         if not terms:
             return tf.constant(0.0, fake.dtype)
-        return tf.add_n(terms) / len(terms)
+        return tf.add_n(terms) / tf.maximum(tf.add_n(counts), 1.0)
 
 
 @register

@@ -125,6 +125,16 @@ def test_temporal_autocorrelation_parts_are_numpys_acf_gaps_of_levels_and_change
     levels = np.mean(np.abs(acf(real) - acf(fake)))
     changes = np.mean(np.abs(acf(np.diff(real, axis=1)) - acf(np.diff(fake, axis=1))))
     assert float(term(f32(real), f32(fake))) == pytest.approx((levels + changes) / 2, rel=1e-4)
+    # Three visits: two changes about their mean always correlate -0.5, so only
+    # the levels' part can tell the batches apart and the term is that part alone.
+    short = [x[:, :3] for x in (real, fake)]
+    levels = np.mean(np.abs(acf(short[0]) - acf(short[1])))
+    assert levels > 0.05
+    assert float(term(*map(f32, short))) == pytest.approx(levels, rel=1e-4)
+    # Training traces the term with an unknown time length.
+    spec = tf.TensorSpec((None, None, 1), tf.float32)
+    traced = tf.function(lambda r, f: term(r, f), input_signature=[spec, spec])
+    assert float(traced(*map(f32, short))) == pytest.approx(levels, rel=1e-4)
 
 
 def test_trend_compares_the_share_of_patients_whose_slopes_agree_in_sign():

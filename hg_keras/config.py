@@ -26,7 +26,7 @@ ALIGNMENT = {
     "correlation": 30.0,
     "marginal": 300.0,
     "temporal": 100.0,
-    "increment": 100.0,
+    "increment": 250.0,
     "confidence": 10.0,
     "trend": 10.0,
     "tails": 100.0,

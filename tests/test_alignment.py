@@ -257,3 +257,19 @@ def test_released_marginals_replace_the_real_batch_as_the_target():
     q = (np.arange(len(values)) + 0.5) / len(values)
     weighted = (gap / (np.pi * np.sqrt(q * (1 - q)))).mean()
     assert float(Tails(encoding)(garbage, f32(fake))) == pytest.approx(weighted, abs=2e-3)
+
+
+def test_levers_doc_gives_every_shipped_term_its_default_weight():
+    """docs/levers.md's table of alignment terms is what a config without `alignment` gets."""
+    from pathlib import Path
+
+    from hg_keras.config import ALIGNMENT
+
+    text = (Path(__file__).parents[1] / "docs" / "levers.md").read_text()
+    table = text.split("## Alignment terms")[1].split("\n\n")[2]
+    documented = {}
+    for row in table.splitlines()[2:]:
+        name, weight = (cell.strip() for cell in row.split("|")[1:3])
+        documented[name.strip("`")] = float(weight.split()[0])
+    assert documented == ALIGNMENT
+    assert set(ALIGNMENT) <= set(TERMS)

@@ -118,10 +118,6 @@ class TrainingConfig:
             keeps the last generator (v1).
         checks: int, evenly spaced snapshots scored against the validation
             patients (the last epoch always is one).
-        rollback: float or None: when a snapshot scores more than this above
-            the best one, both networks go back to the best snapshot's
-            weights and both learning rates are halved, so that a long run
-            that has drifted resumes from where it was best (None: never).
         updates: int or None, generator updates to train for, whatever the
             cohort's size (a whole number of epochs, rounded up); None:
             `epochs` decides.
@@ -157,7 +153,6 @@ class TrainingConfig:
     holdout: float = 0.2
     validation: float = 0.1
     checks: int = 6
-    rollback: float | None = None
     updates: int | None = 768
     epochs: int | None = None
     minutes: float | None = None
@@ -251,7 +246,7 @@ class Config:
         return cls(schema=schema, model=model, training=training)._private(where)
 
 
-NULLABLE = {"patients", "updates", "epochs", "minutes", "curriculum", "privacy", "rollback"}
+NULLABLE = {"patients", "updates", "epochs", "minutes", "curriculum", "privacy"}
 BUDGET = {"updates", "epochs", "minutes"}
 
 
@@ -300,7 +295,7 @@ def _validate(model, training, where):
         "training.checks": training.checks,
         "training.learning_rate": training.learning_rate,
     }
-    for name in ("patients", "updates", "epochs", "minutes", "rollback"):
+    for name in ("patients", "updates", "epochs", "minutes"):
         if getattr(training, name) is not None:
             positive[f"training.{name}"] = getattr(training, name)
     if training.updates is not None and training.epochs is not None:

@@ -8,12 +8,6 @@ batches (``training.validation``) and, at evenly spaced points of the budget,
 the generator's patients are scored against them by the package's own
 discriminative judge. The lowest score is the run's generator. The holdout
 is never used: it stays the unbiased test of the released generator.
-
-With ``training.rollback``, a snapshot that scores clearly worse than the
-best one (by more than the margin) sends both networks back to the best
-snapshot's weights and halves both learning rates: a long run's generator
-can leave a good region for many epochs at a time, and going on from the
-drifted weights costs the rest of the budget.
 """
 
 import json
@@ -35,8 +29,6 @@ log = logging.getLogger(__name__)
 
 STATE = "selection.json"
 BEST = "best.weights.h5"
-# Both networks' weights at the best snapshot, what a rollback goes back to.
-BEST_PAIR = "best_pair.npz"
 
 
 def check_epochs(planned, checks):
@@ -67,9 +59,6 @@ class BestSnapshot(keras.callbacks.Callback):
         seed: int, seeds the drawn patients and the judge.
         max_epochs: int, the judge's ceiling of epochs (it stops earlier
             once its validation loss stops improving).
-        rollback: float or None, the margin above the best score at which
-            both networks go back to the best snapshot and both learning
-            rates are halved (None: never).
         write: bool; False on the non-chief workers of a multi-worker run.
     """
 
@@ -84,7 +73,6 @@ class BestSnapshot(keras.callbacks.Callback):
         seconds=None,
         seed=0,
         max_epochs=MAX_EPOCHS,
-        rollback=None,
         write=True,
     ):
         super().__init__()
@@ -97,10 +85,8 @@ class BestSnapshot(keras.callbacks.Callback):
         self.seconds = seconds
         self.seed = seed
         self.max_epochs = max_epochs
-        self.rollback = rollback
         self.write = write
         self.checks = []
-        self.best_pair = None
         self.last_check = None
 
     @property
@@ -113,9 +99,6 @@ class BestSnapshot(keras.callbacks.Callback):
         self.last_check = time.perf_counter()
         if (self.folder / STATE).exists():
             self.checks = json.loads((self.folder / STATE).read_text())["checks"]
-        if self.rollback is not None and (self.folder / BEST_PAIR).exists():
-            with np.load(self.folder / BEST_PAIR) as saved:
-                self.best_pair = [saved[f"v{i}"] for i in range(len(saved.files))]
 
     def on_epoch_end(self, epoch, logs=None):
         timed = self.seconds is not None and time.perf_counter() - self.last_check >= self.seconds
@@ -131,48 +114,20 @@ class BestSnapshot(keras.callbacks.Callback):
         self.checks = [c for c in self.checks if c["epoch"] != epoch]
         self.checks.append({"epoch": epoch, "updates": updates, "score": score})
         improved = np.isfinite(score) and (previous is None or score <= previous["score"])
-        drifted = (
-            self.rollback is not None
-            and previous is not None
-            and not score <= previous["score"] + self.rollback
-            and self.best_pair is not None
-        )
         log.info(
             "snapshot at update %d: validation discriminative %.3f%s",
             updates,
             score,
             " (best so far)" if improved else f" (best {previous['score']:.3f})",
         )
-        if drifted:
-            self._roll_back()
-            self.checks[-1]["rolled_back"] = True
-        if improved and self.rollback is not None:
-            # In memory on every worker, so that all of them roll back alike.
-            self.best_pair = self.model.generator.get_weights() + self.model.critic.get_weights()
         if not self.write:
             return
         if improved:
             atomic_write(
                 self.folder / BEST, self.model.generator.save_weights, suffix=".weights.h5"
             )
-            if self.rollback is not None:
-                pair = {f"v{i}": w for i, w in enumerate(self.best_pair)}
-                atomic_write(self.folder / BEST_PAIR, lambda t: np.savez(t, **pair), suffix=".npz")
         state = json.dumps({"checks": self.checks, "best": self.best}, indent=1)
         atomic_write(self.folder / STATE, lambda tmp: Path(tmp).write_text(state))
-
-    def _roll_back(self):
-        """Both networks back to the best snapshot's weights, both learning rates halved."""
-        cut = len(self.model.generator.weights)
-        self.model.generator.set_weights(self.best_pair[:cut])
-        self.model.critic.set_weights(self.best_pair[cut:])
-        for optimizer in (self.model.generator_optimizer, self.model.critic_optimizer):
-            optimizer.learning_rate = optimizer.learning_rate * 0.5
-        log.info(
-            "rolled back to the snapshot of update %d; learning rate now %.2g",
-            self.best["updates"],
-            float(self.model.generator_optimizer.learning_rate),
-        )
 
     def score(self, generator):
         """The discriminative score of `generator`'s patients against the validation ones."""

@@ -447,7 +447,6 @@ def _snapshot_choice(folder, config, transformer, validation, encoded, epochs, c
         epochs=() if minutes_only else check_epochs(epochs, training.checks),
         seconds=training.minutes * 60 / training.checks if minutes_only else None,
         seed=training.seed,
-        rollback=training.rollback,
         write=chief,
     )
 
@@ -555,12 +554,11 @@ def _fit(wgan, dataset, folder, config, patients, epochs, chief, resume, verbose
     stops; raises on a non-finite loss."""
     guard = NonFiniteGuard()
     stopper = StopOnSignal(folder.checkpoint_dir)
-    # The checkpoint comes after the run's callbacks: it saves what a snapshot's rollback set.
     callbacks = [
         stopper,
         guard,
-        *extra,
         EpochCheckpoint(str(folder.checkpoint_dir), write=chief),
+        *extra,
     ]
     if chief:
         folder.logs_dir.mkdir(parents=True, exist_ok=True)

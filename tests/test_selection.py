@@ -9,7 +9,7 @@ from hg_keras.config import builtin_config_path, load_config
 from hg_keras.evaluation.evaluate import discriminative
 from hg_keras.holdout import MIN_VALIDATION, load_training_cohort
 from hg_keras.sampling import TrainedRun
-from hg_keras.selection import BEST, BEST_PAIR, STATE, BestSnapshot, check_epochs
+from hg_keras.selection import BEST, STATE, BestSnapshot, check_epochs
 from hg_keras.training import train
 
 
@@ -87,72 +87,6 @@ def test_the_run_releases_the_best_scored_snapshot_and_a_resumed_run_keeps_compa
     # The last snapshot differs, so the test would see the last one released.
     assert any(not np.array_equal(a, b) for a, b in zip(released, Scripted.weights[2]))
     assert (out / "checkpoint" / BEST).exists()
-
-
-class Drifting(BestSnapshot):
-    """Scripted scores; records both networks and the learning rate at each snapshot."""
-
-    scores = [0.3, 0.1, 0.4, 0.2]
-    seen = []
-
-    def score(self, generator):
-        Drifting.seen.append(
-            {
-                "generator": generator.get_weights(),
-                "critic": self.model.critic.get_weights(),
-                "rates": [F32(o.learning_rate) for o in self.model.optimizers],
-                "model": self.model,
-            }
-        )
-        return self.scores[len(Drifting.seen) - 1]
-
-
-def F32(value):
-    """A learning rate as its float32 variable holds it."""
-    return float(np.float32(value))
-
-
-def _equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-
-
-def test_a_snapshot_far_worse_than_the_best_rolls_both_networks_back_and_halves_the_rates(
-    tmp_path, monkeypatch
-):
-    monkeypatch.setattr("hg_keras.training.BestSnapshot", Drifting)
-    Drifting.seen = []
-    config = _config(
-        tmp_path, patients=48, validation=MIN_VALIDATION, checks=3, epochs=3, rollback=0.2
-    )
-    out = tmp_path / "run"
-    train(config, out=out, verbose=0)  # scores 0.3, 0.1, then 0.4: more than 0.1 + 0.2
-    best, drifted = Drifting.seen[1], Drifting.seen[2]
-    model = drifted["model"]
-    assert [s["rates"] for s in Drifting.seen] == [[F32(1e-3)] * 2] * 3
-    assert not _equal(drifted["critic"], best["critic"])
-    assert _equal(model.critic.get_weights(), best["critic"])
-    assert _equal(model.generator.get_weights(), best["generator"])
-    assert [F32(o.learning_rate) for o in model.optimizers] == [F32(5e-4)] * 2
-    state = json.loads((out / "checkpoint" / STATE).read_text())
-    assert [c.get("rolled_back", False) for c in state["checks"]] == [False, False, True]
-
-    # A resumed run goes on from the rolled-back state: the halved rates and the best weights.
-    train(None, out=out, resume=True, epochs=4, verbose=0)
-    assert Drifting.seen[3]["rates"] == [F32(5e-4)] * 2
-    assert Drifting.seen[3]["model"] is not model
-
-
-def test_no_rollback_within_the_margin(tmp_path, monkeypatch):
-    monkeypatch.setattr("hg_keras.training.BestSnapshot", Drifting)
-    Drifting.seen = []
-    config = _config(
-        tmp_path, patients=48, validation=MIN_VALIDATION, checks=3, epochs=3, rollback=0.5
-    )
-    train(config, out=tmp_path / "run", verbose=0)  # 0.4 is within 0.1 + 0.5
-    model = Drifting.seen[2]["model"]
-    assert [F32(o.learning_rate) for o in model.optimizers] == [F32(1e-3)] * 2
-    assert _equal(model.critic.get_weights(), Drifting.seen[2]["critic"])
-    assert (tmp_path / "run" / "checkpoint" / BEST_PAIR).exists()
 
 
 def test_a_snapshot_is_scored_on_the_patients_sample_would_give(trained_run):

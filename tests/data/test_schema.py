@@ -161,7 +161,6 @@ V1 = {
         "holdout": 0.2,
         "validation": 0,
         "checks": 6,
-        "rollback": None,
         "updates": None,
         "epochs": 200,
         "minutes": None,

@@ -19,12 +19,14 @@ import argparse
 import collections
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
 from hg_keras.config import load_config  # noqa: E402
+from hg_keras.files import atomic_write  # noqa: E402
 from hg_keras.training import train  # noqa: E402
 
 
@@ -49,10 +51,8 @@ class BatchLosses(keras.callbacks.Callback):
         self.rows.append(row)
 
     def on_train_end(self, logs=None):
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in self.rows)
-        os.replace(tmp, self.path)
+        text = "".join(json.dumps(row) + "\n" for row in self.rows)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))
 
 
 def blocks(rows, weights, lengths, first_epoch):

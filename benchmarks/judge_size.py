@@ -71,7 +71,9 @@ def judge_sizes(run_dirs, sizes, seeds):
             if len(ids) < n:
                 raise SystemExit(f"{run_dir}: only {len(ids)} never-trained patients, not {n}")
             real = patients(frame, schema, ids[:n])
-            synthetic = run.sample_frame(n, run.months, seed=0)
+            # A variable-length run draws its lengths only when no length is given.
+            months = None if schema.variable_length else run.months
+            synthetic = run.sample_frame(n, months, seed=0)
             out[run_dir][n] = [discriminative(real, synthetic, schema, seed=s) for s in seeds]
     return out
 
